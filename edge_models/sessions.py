@@ -1,0 +1,148 @@
+"""The one place that creates ONNX Runtime sessions.
+
+Execution providers are tried in the order TensorRT, CUDA, CPU (those that
+this onnxruntime build has), unless the caller names its own order. A missing
+file, or one whose sha256 is not the registry's, is refused with a message that
+names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from glasses_agent.errors import GlassesError
+
+__all__ = [
+    "PREFERRED_PROVIDERS",
+    "ModelFileError",
+    "available_providers",
+    "choose_providers",
+    "create_session",
+    "sha256_file",
+]
+
+PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+_SHORT_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+class ModelFileError(GlassesError):
+    """A model file that is missing, unreadable or not the one the registry names."""
+
+    exit_code = 2
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+        raise GlassesError("onnxruntime is not installed: pip install onnxruntime") from exc
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    """The execution providers this onnxruntime build offers."""
+    return list(_ort().get_available_providers())
+
+
+def choose_providers(requested: Sequence[str] = ()) -> list[str]:
+    """The providers to use, best first.
+
+    ``requested`` may use short names (``tensorrt``, ``cuda``, ``cpu``). Empty
+    means TensorRT, CUDA, CPU where available. A requested provider that this
+    build lacks is an error, so a typo is not silently ignored.
+    """
+    available = available_providers()
+    if not requested:
+        chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+        return chosen or available
+    chosen = []
+    for name in requested:
+        full = _SHORT_NAMES.get(name.lower(), name)
+        if full not in available:
+            raise GlassesError(
+                f"execution provider {name!r} is not available in this onnxruntime "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu for CUDA/TensorRT"
+            )
+        chosen.append(full)
+    return chosen
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's sha256 (hex), cached by path, size and modification time."""
+    p = Path(path)
+    stat = p.stat()
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _hash_cache:
+        digest = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def check_file(path: str | os.PathLike[str], sha256: str | None, *, name: str = "") -> Path:
+    """Return ``path`` if it exists and matches ``sha256``; else raise ``ModelFileError``."""
+    p = Path(path)
+    label = f"model {name!r} " if name else "model "
+    if not p.is_file():
+        raise ModelFileError(
+            f"{label}file not found: {p} (run `glasses-models verify` to see what is missing)"
+        )
+    if sha256:
+        actual = sha256_file(p)
+        if actual != sha256.lower():
+            raise ModelFileError(
+                f"{label}file {p} has sha256 {actual[:16]}..., expected {sha256[:16]}...: "
+                "the file is corrupt or not the registered model; reinstall the package "
+                "that ships it or rebuild it with its script (see `glasses-models list`)"
+            )
+    return p
+
+
+def create_session(
+    path: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    name: str = "",
+    providers: Sequence[str] = (),
+    intra_op_threads: int = 2,
+    inter_op_threads: int = 1,
+    optimize: bool = True,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for ``path``, checked against ``sha256``.
+
+    The providers actually in use are ``session.get_providers()``.
+    """
+    ort = _ort()
+    p = check_file(path, sha256, name=name)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(p), sess_options=options,
+                                    providers=choose_providers(providers))
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        if isinstance(exc, GlassesError):
+            raise
+        raise ModelFileError(f"model file {p} could not be loaded by onnxruntime: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Small command modules for ``glasses-agent``; the parts keep their own CLIs."""

