@@ -149,11 +149,20 @@ class GatewayConfig:
     tokens: str = field(default="", metadata=SECRET)
     tls_cert: str = ""
     tls_key: str = ""
-    # "local" (embedded SmolLM2) or "openai" (any OpenAI-compatible server).
+    # "local" (embedded SmolLM2), "openai" (any OpenAI-compatible server) or "delay" (tests).
     backend: str = "local"
     max_message_bytes: int = 1_048_576
     max_queries_in_flight: int = 4
     heartbeat_s: float = 10.0
+    # Resume: a session survives a disconnect this long; finished answers are kept this long.
+    resume_ttl_s: float = 300.0
+    answer_ttl_s: float = 600.0
+    # SQLite file for the answered-query store ("" = in memory, lost on restart).
+    answers_db: str = ""
+    # The "delay" backend (tests, benchmarks): text ("" = echo) in N deltas, a fixed delay each.
+    delay_text: str = ""
+    delay_deltas: int = 4
+    delay_per_delta_s: float = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
