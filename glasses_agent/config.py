@@ -170,17 +170,24 @@ class OpenAIConfig:
     base_url: str = "http://127.0.0.1:8080/v1"
     model: str = "default"
     api_key_env: str = "OPENAI_API_KEY"
+    # Connect and wait for the first byte of the answer, seconds.
     timeout_s: float = 30.0
+    # A stream with no data for this long is cut off as stalled, seconds.
+    stall_timeout_s: float = 10.0
     send_images: bool = True
+    temperature: float = 0.2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalLlmConfig:
     model: str = "smollm2-135m-instruct"
+    # A GGUF file to use instead of the packaged model ("" = the packaged one).
+    model_path: str = ""
     max_tokens: int = 96
     n_threads: int = 2
     n_ctx: int = 2048
     temperature: float = 0.2
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,11 +195,21 @@ class ContemplateConfig:
     agents: tuple[str, ...] = ("reader", "scene", "knowledge")
     token_budget: int = 64
     timeout_s: float = 8.0
+    # "auto" (a model merge for "openai", deterministic otherwise), "model" or "deterministic".
+    merge: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouterConfig:
     contemplate_keywords: tuple[str, ...] = ("think about", "plan", "compare", "should i")
+    # "what is this" is answered on the device when the best label scores at least this.
+    confident_label_score: float = 0.5
+    # OCR lines scoring below this are not read out nor sent.
+    min_text_score: float = 0.5
+    # Keyframes older than this (before the query) are not sent, seconds.
+    keyframe_max_age_s: float = 3.0
+    # An unsure "what is this" goes to the cloud (with the keyframe) when online.
+    escalate_unsure: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
