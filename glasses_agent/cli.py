@@ -24,6 +24,7 @@ __all__ = ["main"]
 COMMAND_MODULES = (
     "glasses_agent.commands.config_cmd",
     "glasses_agent.commands.devices",
+    "glasses_agent.cloud.cli",
 )
 
 

@@ -1,0 +1,63 @@
+"""``glasses-agent gateway``: serve the cloud gateway until SIGTERM or SIGINT.
+
+On either signal the gateway stops accepting, sends every edge ``going_away``
+(then closes with 1001: reconnect elsewhere) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from glasses_agent.config import Config
+
+__all__ = ["register", "run"]
+
+
+async def _serve(config: Config) -> int:
+    from glasses_agent.cloud.gateway import Gateway
+
+    gateway = Gateway(config)
+    await gateway.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, gateway.stop_soon)
+    print(f"glasses-agent gateway: listening on {gateway.url} "
+          f"(backend {gateway.backend.name}, {len(gateway.tokens)} device tokens)", flush=True)
+    await gateway.run_until_stopped()
+    print("glasses-agent gateway: stopped", flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from glasses_agent.cloud.gateway import gateway_config_with
+
+    config = gateway_config_with(
+        config, host=args.host, port=args.port, backend=args.backend,
+        tokens_file=args.tokens_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        answers_db=args.answers_db,
+    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(_serve(config))
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gateway", help="run the cloud gateway (websocket server for the glasses)"
+    )
+    parser.add_argument("--host", help="address to listen on (default: gateway.host)")
+    parser.add_argument("--port", type=int, help="port (default: gateway.port; 0 = any free)")
+    parser.add_argument("--backend", help="reasoning backend: local, openai or delay")
+    parser.add_argument("--tokens-file", metavar="PATH",
+                        help="device tokens, one 'device-id token' per line")
+    parser.add_argument("--tls-cert", metavar="PEM", help="certificate: serve wss://")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    parser.add_argument("--answers-db", metavar="PATH",
+                        help="SQLite file keeping answered queries across restarts")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connections")
+    parser.set_defaults(func=run)
