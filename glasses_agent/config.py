@@ -138,6 +138,8 @@ class CloudConfig:
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 10.0
     heartbeat_s: float = 10.0
+    # CA certificates (PEM) to trust for wss:// ("" = the system's).
+    ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
