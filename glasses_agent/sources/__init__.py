@@ -8,11 +8,25 @@ from glasses_agent.sources.audio import (
     probe_audio_file,
     read_audio_file,
 )
+from glasses_agent.sources.camera import (
+    CameraCapture,
+    CaptureStats,
+    FrameReader,
+    PrivacySwitch,
+    iter_frames,
+    open_camera,
+)
 
 __all__ = [
     "AudioSource",
+    "CameraCapture",
+    "CaptureStats",
     "FileAudioSource",
+    "FrameReader",
     "MicrophoneSource",
+    "PrivacySwitch",
+    "iter_frames",
+    "open_camera",
     "pick_input_device",
     "probe_audio_file",
     "read_audio_file",
