@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "glasses_agent.cloud.cli",
     "glasses_agent.speech.cli",
     "glasses_agent.commands.demo",
+    "glasses_agent.perception.cli",
 )
 
 
