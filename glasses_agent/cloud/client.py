@@ -174,7 +174,7 @@ def facts_from_perception(
 
 def backoff_delay_s(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
     """Delay before reconnect ``attempt`` (1, 2, ...): doubling, capped, jittered 50-100 %."""
-    base = min(max_s, initial_s * 2 ** min(attempt - 1, 30))
+    base: float = min(max_s, initial_s * 2.0 ** min(attempt - 1, 30))
     return base * rng.uniform(0.5, 1.0)
 
 
@@ -319,6 +319,7 @@ class EdgeClient:
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}{int(time.time() * 1000) % 0xFFFFFF:x}"
         self.sessions_opened = 0
+        self.last_close: tuple[int, str] | None = None  # (code, reason) of the last transport
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -508,6 +509,7 @@ class EdgeClient:
             self._ws = None
         code = ws.close_code if ws.close_code is not None else CloseCode.INTERNAL_ERROR
         reason = ws.close_reason or ""
+        self.last_close = (code, reason)
         for event in self._core.connection_lost(code, reason):
             self._dispatch(event)
         if code in CloseCode.NO_RETRY:

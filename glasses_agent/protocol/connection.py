@@ -245,7 +245,9 @@ class _Core:
 
     # bytes in -> events out
 
-    def _decode(self, data: str | bytes, now_s: float) -> Message | ProtocolViolation | None:
+    def _decode(
+        self, data: str | bytes, now_s: float, *, heartbeats: bool = True
+    ) -> Message | ProtocolViolation | None:
         if self.state in (State.CLOSING, State.CLOSED):
             return None
         self._last_recv_s = now_s
@@ -266,10 +268,10 @@ class _Core:
         self._recv_seq = seq
         if seq != expected:
             return self._violation("bad_sequence", f"seq {seq}, expected {expected}")
-        if isinstance(message_in, Ping):
+        if heartbeats and isinstance(message_in, Ping):
             self._send(Pong(ping_id=message_in.ping_id))
             return None
-        if isinstance(message_in, Pong):
+        if heartbeats and isinstance(message_in, Pong):
             return None
         return message_in
 
@@ -363,7 +365,7 @@ class ServerConnection(_Core):
         return [self._violation("unexpected_message", f"{message.TYPE} is not expected now")]
 
     def _receive_hello(self, data: str | bytes, now_s: float) -> list[ServerEvent]:
-        message = self._decode(data, now_s)
+        message = self._decode(data, now_s, heartbeats=False)
         if message is None:
             return []
         if isinstance(message, ProtocolViolation) and self.state is State.CLOSING:

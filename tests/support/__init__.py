@@ -1,0 +1,1 @@
+"""Helpers for the protocol, gateway and reliability tests (real sockets, loopback only)."""

@@ -1,0 +1,82 @@
+"""Run ``glasses-agent gateway`` as a real subprocess on 127.0.0.1 (to kill it for real)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["GatewayProcess"]
+
+_LISTENING = re.compile(r"listening on (wss?)://127\.0\.0\.1:(\d+)")
+
+
+class GatewayProcess:
+    """``start()`` waits for the "listening" line; ``kill()`` is SIGKILL, ``terminate()``
+    SIGTERM. ``port`` 0 picks a free port the first time; later starts reuse it."""
+
+    def __init__(self, tmp_path: Path, *, token: str = "tok-1", settings: tuple[str, ...] = (),
+                 port: int = 0, answers_db: bool = True) -> None:
+        self.tokens_file = tmp_path / "tokens.txt"
+        self.tokens_file.write_text(f"# device tokens\nglasses-1 {token}\n")
+        self.answers_db = tmp_path / "answers.sqlite" if answers_db else None
+        self.settings = settings
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        cmd = [sys.executable, "-m", "glasses_agent.cli"]
+        for item in self.settings:
+            cmd += ["--set", item]
+        cmd += ["gateway", "--host", "127.0.0.1", "--port", str(self.port), "--backend", "delay",
+                "--tokens-file", str(self.tokens_file)]
+        if self.answers_db is not None:
+            cmd += ["--answers-db", str(self.answers_db)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSES_AGENT_")}
+        env["GLASSES_AGENT_CONFIG"] = os.devnull
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env)
+        deadline = time.monotonic() + timeout_s
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line and self.proc.poll() is not None:
+                    break
+                self.output.append(line)
+                match = _LISTENING.search(line)
+                if match:
+                    self.port = int(match.group(2))
+                    return
+            elif self.proc.poll() is not None:
+                break
+        self.kill()
+        raise RuntimeError("gateway did not start:\n" + "".join(self.output))
+
+    def read_rest(self, timeout_s: float = 10.0) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        self.output.append(out)
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
