@@ -122,7 +122,8 @@ class PerceptionConfig:
     min_label_score: float = 0.25
     center_crop_fraction: float = 0.5
     ocr: bool = True
-    faces: str = "mtcnn"
+    # "haar" (default: clear BSD-style license) or "mtcnn" (opt-in: license unclear).
+    faces: str = "haar"
     barcodes: bool = True
     # True turns the whole camera path off.
     privacy: bool = False
