@@ -31,10 +31,9 @@ import contextlib
 import enum
 import itertools
 import logging
-import os
 import random
+import secrets
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +316,9 @@ class EdgeClient:
         self._fatal_error = ""
         self._going_away_s: float | None = None
         self._ids = itertools.count(1)
-        self._id_prefix = f"{os.getpid():x}{int(time.time() * 1000) % 0xFFFFFF:x}"
+        # Query ids must be unique per device (the gateway dedupes on them), across
+        # restarts and across several clients with one token: a random prefix each.
+        self._id_prefix = secrets.token_hex(6)
         self.sessions_opened = 0
         self.last_close: tuple[int, str] | None = None  # (code, reason) of the last transport
 
