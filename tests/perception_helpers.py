@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,9 +21,11 @@ __all__ = [
     "blur",
     "ean13_check_digit",
     "ean13_modules",
+    "face_detector",
     "motion_blur",
     "noise",
     "paste",
+    "perceiver",
     "perspective",
     "photo",
     "photograph",
@@ -31,6 +34,10 @@ __all__ = [
     "render_sign",
     "write_video",
 ]
+
+if TYPE_CHECKING:
+    from edge_models.faces import FaceDetector
+    from glasses_agent.perception.loop import Perceiver
 
 UInt8Array = npt.NDArray[np.uint8]
 
@@ -213,3 +220,20 @@ def write_video(path: Path, frames: Sequence[UInt8Array], fps: float = 30.0) -> 
         writer.write(frame)
     writer.release()
     return path
+
+
+# -- models (loaded once per test process) ---------------------------------------------------
+@functools.cache
+def perceiver() -> Perceiver:
+    """The perceiver the default configuration builds: every model, as shipped."""
+    from glasses_agent.config import Config
+    from glasses_agent.perception.loop import Perceiver
+
+    return Perceiver.from_config(Config())
+
+
+@functools.cache
+def face_detector(kind: str) -> FaceDetector:
+    from edge_models.faces import FaceDetector
+
+    return FaceDetector(kind=kind)

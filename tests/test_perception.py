@@ -1,0 +1,112 @@
+"""What is in view: real models on real photos, through the perceiver."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from perception_helpers import face_detector, paste, perceiver, photo
+
+from glasses_agent.clock import ManualClock
+from glasses_agent.frames import Label, Perception, SpeechStarted, VideoFrame
+from glasses_agent.perception.recognition import (
+    NOT_SURE,
+    center_crop,
+    describe_view,
+    in_view,
+)
+from glasses_agent.sources.camera import PrivacySwitch
+from glasses_agent.stages import Pipeline
+
+CATS = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
+
+
+def _frame(image: np.ndarray, t: float = 1.5) -> VideoFrame:
+    return VideoFrame(timestamp_s=t, image_bgr=image, index=7, source="test")
+
+
+def _perceive(name: str) -> Perception:
+    return perceiver().perceive(_frame(photo(name)))
+
+
+def test_coffee_is_espresso_or_a_cup() -> None:
+    result = _perceive("coffee")
+    names = [label.name for label in result.labels]
+    assert len(names) == 5
+    assert {"espresso", "cup", "coffee mug"} <= set(names)
+    assert names[0] == "espresso"
+    assert describe_view(result, min_label_score=0.25) == "espresso"
+    scores = [label.score for label in result.labels]
+    assert scores == sorted(scores, reverse=True) and 0.0 < scores[0] <= 1.0
+    assert result.timestamp_s == 1.5
+    assert set(result.timings_ms) == {"recognition", "ocr", "faces", "barcodes"}
+    assert result.faces == () and result.barcodes == ()
+
+
+def test_chelsea_is_a_cat() -> None:
+    result = _perceive("chelsea")
+    assert result.labels[0].name in CATS
+    assert sum(label.score for label in result.labels if label.name in CATS) > 0.5
+    assert describe_view(result, min_label_score=0.25) in CATS
+
+
+def test_below_the_threshold_the_answer_is_not_sure() -> None:
+    # The astronaut photo has no confident ImageNet class (helmets, bobsleds: all weak).
+    result = _perceive("astronaut")
+    best = max(label.score for label in result.labels + result.center_labels)
+    assert best < 0.25
+    assert describe_view(result, min_label_score=0.25) == NOT_SURE
+    assert describe_view(result, min_label_score=best / 2) != NOT_SURE
+
+
+def test_in_view_prefers_a_sure_centre() -> None:
+    whole = (Label(name="desk", score=0.6),)
+    centre = (Label(name="coffee mug", score=0.4),)
+    assert in_view(whole, centre, min_label_score=0.3) == centre[0]
+    assert in_view(whole, centre, min_label_score=0.5) == whole[0]
+    assert in_view(whole, centre, min_label_score=0.7) is None
+    assert in_view((), (), min_label_score=0.0) is None
+
+
+def test_the_centre_crop_sees_what_the_wearer_looks_at() -> None:
+    # A cat in the middle of a street of coffee cups: the centre says cat.
+    canvas = cv2.resize(photo("coffee"), (960, 540), interpolation=cv2.INTER_AREA)
+    cat = cv2.resize(photo("chelsea"), (330, 220), interpolation=cv2.INTER_AREA)
+    scene = paste(canvas, cat, (960 - 330) // 2, (540 - 220) // 2)
+    crop = center_crop(scene, 0.5)
+    assert crop.shape[:2] == (270, 270)
+    result = perceiver().perceive(_frame(scene))
+    assert result.center_labels[0].name in CATS
+    assert describe_view(result, min_label_score=0.25) in CATS
+
+
+@pytest.mark.parametrize("kind", ["mtcnn", "haar"])
+@pytest.mark.parametrize("name,centre", [("astronaut", (225, 115)), ("grace_hopper", (260, 220))])
+def test_faces_are_found_on_people(kind: str, name: str, centre: tuple[int, int]) -> None:
+    faces = face_detector(kind).detect(photo(name))
+    assert len(faces) == 1
+    x0, y0, x1, y1, score = faces[0]
+    assert x0 < centre[0] < x1 and y0 < centre[1] < y1 and score > 0.5
+
+
+@pytest.mark.parametrize("kind", ["mtcnn", "haar"])
+@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+def test_no_faces_on_coffee_or_a_cat(kind: str, name: str) -> None:
+    assert face_detector(kind).detect(photo(name)) == []
+
+
+def test_the_perceiver_is_a_stage() -> None:
+    clock = ManualClock(10.0)
+    privacy = PrivacySwitch()
+    models = perceiver()
+    stage = type(models)(face_detector=face_detector("haar"), privacy=privacy)
+    pipeline = Pipeline([stage])
+    frame = _frame(photo("grace_hopper"), t=9.5)
+    out = pipeline.push(frame, clock.now_s())
+    assert out[0] is frame and isinstance(out[1], Perception)
+    assert len(out[1].faces) == 1 and out[1].labels == () and out[1].timestamp_s == 9.5
+    assert set(out[1].timings_ms) == {"faces"}
+    other = SpeechStarted(timestamp_s=10.0)
+    assert pipeline.push(other, clock.now_s()) == [other]
+    privacy.set(True)
+    assert pipeline.push(frame, clock.now_s()) == []  # the camera path is off
