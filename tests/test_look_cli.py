@@ -1,0 +1,98 @@
+"""``glasses-agent look`` through the real command line, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from perception_helpers import (
+    blur,
+    paste,
+    photo,
+    photograph,
+    render_ean13,
+    render_sign,
+    write_video,
+)
+
+
+def _look(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "glasses_agent.cli", "look", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("glasses-agent look: ")
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    _one_line_error(_look(str(tmp_path / "nowhere.jpg"), "--json"), "file not found",
+                    "nowhere.jpg")
+
+
+@pytest.mark.parametrize("name,content", [
+    ("corrupt.jpg", b"\xff\xd8\xff\xe0 this is not the rest of a JPEG" * 50),
+    ("truncated.png", None),
+    ("empty.jpg", b""),
+    ("noise.avi", bytes(range(256)) * 40),
+])
+def test_corrupt_files(tmp_path: Path, name: str, content: bytes | None) -> None:
+    path = tmp_path / name
+    if content is None:  # a real PNG cut short: libpng would complain on stderr
+        ok, png = cv2.imencode(".png", photo("coffee"))
+        content = png.tobytes()[:20000]
+    path.write_bytes(content)
+    _one_line_error(_look(str(path)), "cannot read", name)
+
+
+def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
+    _one_line_error(_look(str(tmp_path)), "folder")
+
+
+def test_look_at_a_photo_with_a_sign_and_a_barcode(tmp_path: Path) -> None:
+    scene = paste(photo("coffee"), render_sign(["Espresso $3.49"], size_px=30), 20, 20)
+    scene = paste(scene, render_ean13("590123412345", module_px=2), 330, 280)
+    path = tmp_path / "counter.jpg"
+    cv2.imwrite(str(path), photograph(scene, background="coffee", at=(0, 0), strength=0.03))
+    proc = _look(str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["kind"] == "image" and result["size_px"] == [600, 400]
+    assert result["in_view"] == "espresso"
+    assert {"espresso", "cup"} <= {label["name"] for label in result["labels"]}
+    assert all(set(label) == {"name", "score"} for label in result["labels"])
+    assert [line["text"] for line in result["text"]][:1] == ["Espresso $3.49"]
+    assert set(result["text"][0]) == {"text", "score", "box"} and len(result["text"][0]["box"]) == 4
+    assert result["prices"] == ["$3.49"]
+    assert [(c["type"], c["data"]) for c in result["barcodes"]] == [("EAN_13", "5901234123457")]
+    assert result["faces"] == []
+    assert set(result["timings_ms"]) == {"recognition", "ocr", "faces", "barcodes"}
+    # The plain-text form says the same things.
+    text = _look(str(path)).stdout
+    assert "In view:  espresso" in text and "Espresso $3.49" in text and "5901234123457" in text
+
+
+def test_look_at_a_video_picks_the_sharp_frame(tmp_path: Path) -> None:
+    face = cv2.resize(photo("grace_hopper"), (320, 376))
+    frames = [blur(face, 4.0)] * 20 + [face] * 4 + [blur(face, 4.0)] * 20
+    path = write_video(tmp_path / "walk.avi", frames, fps=10.0)
+    proc = _look(str(path), "--json", "--frames", "11")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["kind"] == "video" and result["frame_count"] == 44
+    assert result["keyframe"]["frames_considered"] == 11
+    assert 20 <= result["keyframe"]["index"] < 24
+    assert len(result["faces"]) == 1
