@@ -58,6 +58,7 @@ from glasses_agent.protocol import (
     CancelReceived,
     Close,
     CloseCode,
+    ErrorReceived,
     HelloReceived,
     Limits,
     ProtocolViolation,
@@ -493,6 +494,9 @@ class Gateway:
         elif isinstance(event, ProtocolViolation):
             logger.info("protocol error from %s: %s (%s)", link.ws.remote_address,
                         event.code, event.message)
+        elif isinstance(event, ErrorReceived):
+            logger.info("the edge %s reports %s (%s)", link.ws.remote_address,
+                        event.error.code, event.error.message)
 
     def _on_hello(self, link: _Link, event: HelloReceived) -> None:
         device_id = self.tokens.device_for(event.hello.token)

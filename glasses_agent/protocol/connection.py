@@ -195,7 +195,7 @@ class Disconnected:
     retry: bool
 
 
-ServerEvent = ProtocolViolation | HelloReceived | QueryReceived | CancelReceived
+ServerEvent = ProtocolViolation | HelloReceived | QueryReceived | CancelReceived | ErrorReceived
 ClientEvent = (
     ProtocolViolation | SessionOpened | DeltaReceived | AnswerRestarted | AnswerFinished
     | QueryFailed | ErrorReceived | GoingAwayReceived | Disconnected
@@ -352,6 +352,8 @@ class ServerConnection(_Core):
             return self._on_query(message)
         if isinstance(message, Keyframe):
             return self._on_keyframe(message)
+        if isinstance(message, ErrorMessage):
+            return [ErrorReceived(error=message)]  # the edge's report, for the logs
         if isinstance(message, CancelQuery):
             if message.query_id in self._assembling:
                 del self._assembling[message.query_id]

@@ -449,7 +449,8 @@ class AnswerDone:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorMessage:
     """A refusal. With ``query_id``: that query is over (no ``answer.done`` follows).
-    Without: about the connection; ``fatal`` means a close follows."""
+    Without: about the connection; ``fatal`` means a close follows. The edge sends
+    ``error`` too, to report a malformed message from the gateway (for its logs)."""
 
     TYPE: ClassVar[str] = "error"
     code: str
@@ -493,7 +494,7 @@ class GoingAway:
         )
 
 
-ClientMessage = Hello | QueryRequest | CancelQuery | Keyframe | Ping | Pong
+ClientMessage = Hello | QueryRequest | CancelQuery | Keyframe | Ping | Pong | ErrorMessage
 ServerMessage = (
     SessionStarted | AnswerDelta | AnswerReset | AnswerDone | ErrorMessage | GoingAway | Ping | Pong
 )
@@ -504,7 +505,7 @@ _JsonMessage = (
 )
 
 CLIENT_MESSAGES: Final[Mapping[str, type[_JsonMessage]]] = {
-    cls.TYPE: cls for cls in (Hello, QueryRequest, CancelQuery, Ping, Pong)
+    cls.TYPE: cls for cls in (Hello, QueryRequest, CancelQuery, Ping, Pong, ErrorMessage)
 }
 SERVER_MESSAGES: Final[Mapping[str, type[_JsonMessage]]] = {
     cls.TYPE: cls
