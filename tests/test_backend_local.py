@@ -1,0 +1,171 @@
+"""The embedded backend: the real SmolLM2-135M model, loaded once for this module.
+
+Temperature 0 and small token budgets. The checks are what a 135M model does
+reliably when the prompt puts the facts first: it reads back the text and the
+barcode it is given. They fail if the facts do not reach the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, make_backend
+from glasses_agent.config import Config, LocalLlmConfig
+
+pytest.importorskip("llama_cpp", reason="pip install 'glasses-agent[llm]'")
+
+from glasses_agent.cloud.backends.local import LocalBackend, resolve_model_path  # noqa: E402
+
+CONFIG = LocalLlmConfig(temperature=0.0, max_tokens=48)
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[LocalBackend]:
+    b = LocalBackend(CONFIG)
+    yield b
+    asyncio.run(b.aclose())
+
+
+def ask(backend: LocalBackend, text: str, facts: dict[str, Any] | None = None,
+        max_tokens: int = 40, query_id: str = "q") -> str:
+    async def run() -> str:
+        request = ReasoningRequest(query_id=query_id, text=text, facts=facts or {},
+                                   max_tokens=max_tokens)
+        return "".join([delta async for delta in backend.stream(request)])
+
+    return asyncio.run(run())
+
+
+def test_reads_the_sign_from_the_facts(backend: LocalBackend) -> None:
+    answer = ask(backend, "what does the sign say?", {"text": "EXIT 12 Main Street"})
+    assert "Main Street" in answer
+    # Lines as a list (what the router sends) work the same.
+    answer = ask(backend, "what does the sign say?", {"text": ["EXIT 12", "Main Street"]})
+    assert "Main Street" in answer
+
+
+def test_without_the_facts_the_sign_is_unknown(backend: LocalBackend) -> None:
+    # The control for the test above: the answer comes from the facts, not from the question.
+    assert "Main Street" not in ask(backend, "what does the sign say?")
+
+
+def test_uses_the_barcode_value(backend: LocalBackend) -> None:
+    facts = {"barcodes": [{"type": "EAN13", "data": "4006381333931"}]}
+    assert "4006381333931" in ask(backend, "what is this barcode?", facts)
+
+
+def test_answers_from_knowledge_without_facts(backend: LocalBackend) -> None:
+    assert "Paris" in ask(backend, "What is the capital of France?")
+
+
+def test_streams_several_deltas_and_counts_tokens(backend: LocalBackend) -> None:
+    async def run() -> list[str]:
+        request = ReasoningRequest(query_id="count", text="Name three colours.", max_tokens=12)
+        return [delta async for delta in backend.stream(request)]
+
+    deltas = asyncio.run(run())
+    assert len(deltas) >= 2
+    usage = backend.pop_usage("count")
+    assert usage is not None
+    assert 1 <= usage.completion_tokens <= 12
+    assert usage.prompt_tokens > 50  # the system prompt and the worked examples
+    assert backend.pop_usage("count") is None
+
+
+def test_max_tokens_caps_the_answer(backend: LocalBackend) -> None:
+    ask(backend, "Write a long story about a dragon.", max_tokens=5, query_id="cap")
+    usage = backend.pop_usage("cap")
+    assert usage is not None and usage.completion_tokens <= 5
+
+
+def test_cancellation_frees_the_model_for_the_next_query(backend: LocalBackend) -> None:
+    async def run() -> tuple[list[str], str]:
+        got: list[str] = []
+        third = asyncio.Event()
+
+        async def consume() -> None:
+            request = ReasoningRequest(query_id="long", text="Write a long story about a dragon.",
+                                       max_tokens=48)
+            async for delta in backend.stream(request):
+                got.append(delta)
+                if len(got) == 3:
+                    third.set()
+                    await asyncio.sleep(3600)  # stuck until cancelled
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(third.wait(), 240.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        follow = ReasoningRequest(query_id="next", text="What is the capital of France?",
+                                  max_tokens=12)
+        answer = "".join([d async for d in backend.stream(follow)])
+        return got, answer
+
+    got, answer = asyncio.run(run())
+    assert len(got) == 3
+    assert "Paris" in answer
+    assert backend.pop_usage("long") is None  # the cancelled answer recorded no usage
+
+
+def test_concurrent_requests_are_served_one_after_another(backend: LocalBackend) -> None:
+    async def run() -> list[str]:
+        async def one(i: int) -> str:
+            request = ReasoningRequest(query_id=f"c{i}", text="What is the capital of France?",
+                                       max_tokens=12)
+            return "".join([d async for d in backend.stream(request)])
+
+        return list(await asyncio.gather(*(one(i) for i in range(3))))
+
+    answers = asyncio.run(run())
+    # The same prompt at temperature 0: interleaving would garble them.
+    assert len(set(answers)) == 1 and "Paris" in answers[0]
+
+
+def test_make_backend_builds_it_from_config() -> None:
+    config = dataclasses.replace(
+        Config(),
+        gateway=dataclasses.replace(Config().gateway, backend="local"),
+        local_llm=CONFIG,
+    )
+    backend = make_backend(config)
+    try:
+        assert backend.name == "local"
+        assert isinstance(backend, LocalBackend)
+    finally:
+        asyncio.run(backend.aclose())
+
+
+def test_closed_backend_refuses_clearly() -> None:
+    b = LocalBackend(CONFIG)
+    asyncio.run(b.aclose())
+    asyncio.run(b.aclose())  # idempotent
+    with pytest.raises(BackendError, match="closed"):
+        ask(b, "hello")
+
+
+def test_bad_model_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="no such file"):
+        LocalBackend(LocalLlmConfig(model_path=str(tmp_path / "missing.gguf")))
+    with pytest.raises(BackendError, match="unknown model 'gpt-9'"):
+        LocalBackend(LocalLlmConfig(model="gpt-9"))
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("hello" * 400)
+    with pytest.raises(BackendError, match="not a GGUF model file") as info:
+        LocalBackend(LocalLlmConfig(model_path=str(not_gguf)))
+    assert info.value.code == "backend_unavailable"
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(resolve_model_path(LocalLlmConfig()).read_bytes()[:200_000])
+    with pytest.raises(BackendError, match="cannot load"):
+        LocalBackend(LocalLlmConfig(model_path=str(truncated)))
+
+
+def test_empty_question_is_refused(backend: LocalBackend) -> None:
+    with pytest.raises(BackendError, match="no text"):
+        ask(backend, "   ")
