@@ -92,3 +92,14 @@ def test_blur_regions_and_enlarged_boxes_stay_inside_the_image() -> None:
     out = blur_regions(image, [(-5, -5, 3000, 3000), (10, 10, 11, 11)])
     assert out.shape == image.shape and out.dtype == np.uint8
     assert blur_regions(image, []) is not image
+
+
+def test_the_verifier_is_the_other_kind_of_detector() -> None:
+    from glasses_agent.config import load_config
+
+    for faces, other in (("haar", "mtcnn"), ("mtcnn", "haar")):
+        config = load_config(environ={}, overrides=[f"perception.faces={faces}"])
+        redactor = FaceRedactor.from_config(config)
+        assert redactor.detector.kind == faces  # type: ignore[attr-defined]
+        assert redactor.verifier.kind == other  # type: ignore[attr-defined]
+        assert redactor.outgoing_jpeg(photo("astronaut")).verified

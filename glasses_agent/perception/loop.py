@@ -86,8 +86,8 @@ class Perceiver:
         return cls(
             classifier=Classifier(model=p.recognition_model, providers=m.providers,
                                   intra_op_threads=m.intra_op_threads),
-            text_reader=(TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads)
-                         if p.ocr else None),
+            text_reader=(TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads,
+                                    int8=p.ocr_int8) if p.ocr else None),
             face_detector=(FaceDetector(kind=p.faces, providers=m.providers,
                                         intra_op_threads=m.intra_op_threads)
                            if p.faces != "off" else None),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,17 +29,23 @@ import numpy.typing as npt
 from glasses_agent.errors import GlassesError
 from glasses_agent.sources.camera import PrivacySwitch
 
+if TYPE_CHECKING:
+    from glasses_agent.config import Config
+
 __all__ = [
     "FaceDetectorLike",
     "FaceRedactor",
     "OutgoingImage",
     "PrivacyOnError",
+    "VERIFIER_OF",
     "blur_regions",
     "enlarge_box",
 ]
 
 UInt8Array = npt.NDArray[np.uint8]
 Box = tuple[int, int, int, int]
+# The second opinion for each primary detector: a detector of a different kind.
+VERIFIER_OF = {"haar": "mtcnn", "mtcnn": "haar"}
 
 
 def _cv2() -> Any:
@@ -131,6 +137,22 @@ class FaceRedactor:
         self.jpeg_quality = jpeg_quality
         self.margin = margin
         self.max_passes = max_passes
+
+    @classmethod
+    def from_config(cls, config: Config, *, privacy: PrivacySwitch | None = None,
+                    detector: FaceDetectorLike | None = None) -> FaceRedactor:
+        """``[perception] faces`` as the primary detector (or ``detector``, e.g. the one
+        perception already loaded) and the other kind as the verifier."""
+        from edge_models.faces import FaceDetector
+
+        kind = config.perception.faces if config.perception.faces in VERIFIER_OF else "haar"
+        m = config.models
+        if detector is None:
+            detector = FaceDetector(kind=kind, providers=m.providers,
+                                    intra_op_threads=m.intra_op_threads)
+        verifier = FaceDetector(kind=VERIFIER_OF[kind], providers=m.providers,
+                                intra_op_threads=m.intra_op_threads)
+        return cls(detector=detector, verifier=verifier, privacy=privacy)
 
     def _encode(self, image_bgr: UInt8Array) -> bytes:
         cv2 = _cv2()
