@@ -258,6 +258,7 @@ class WhisperAsr:
         word_timestamps: bool = True,
         language: str | None = None,
         max_new_tokens: int | None = None,
+        prompt: str | None = None,
     ) -> Recognition:
         """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window)."""
         audio = np.ascontiguousarray(samples, dtype=np.float32)
@@ -273,6 +274,7 @@ class WhisperAsr:
             # Timestamp tokens are cheaper than alignment alone when words need times.
             without_timestamps=not word_timestamps,
             max_new_tokens=max_new_tokens,
+            initial_prompt=prompt,
         )
         texts: list[str] = []
         words: list[Word] = []

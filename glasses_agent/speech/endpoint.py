@@ -12,7 +12,9 @@ however fast it is read, and a test drives it with a ``ManualClock``.
            (SpeechEnded, then Utterance with pre-roll and a short trailing pad)
 
 Hysteresis as in Silero's own iterator: speech starts at ``threshold`` and
-continues while the probability stays above ``threshold - 0.15``.
+continues while the probability stays above ``threshold - 0.15``; the reported
+end of speech is the end of the last chunk at or above ``threshold`` (Silero's
+probability decays for a chunk or two after the last sound).
 
 A temple tap (``press``) arms push-to-talk: the next speech, however short, opens
 an utterance at once (no ``min_speech_s``) and the utterance is marked
@@ -68,6 +70,7 @@ class Endpointer:
         self._chunks: deque[tuple[float, FloatArray]] = deque()
         self._speech_start_s = 0.0
         self._last_speech_end_s = 0.0
+        self._last_voiced_s = 0.0
         self._speech_s = 0.0
         self._audio_end_s = 0.0
         self._trigger: Literal["vad", "button"] = "vad"
@@ -106,6 +109,7 @@ class Endpointer:
                 self.state = "onset"
                 self._speech_start_s = start_s
                 self._last_speech_end_s = end_s
+                self._last_voiced_s = end_s
                 self._speech_s = duration_s
                 if self._armed_at_s is not None:
                     out.extend(self._open(start_s, trigger="button"))
@@ -113,16 +117,20 @@ class Endpointer:
                     out.extend(self._open(start_s, trigger="vad"))
         elif self.state == "onset":
             if probability >= self.continue_threshold:
-                self._last_speech_end_s = end_s
+                self._last_voiced_s = end_s
+                if probability >= cfg.threshold:
+                    self._last_speech_end_s = end_s
                 self._speech_s += duration_s
                 if self._speech_s >= cfg.min_speech_s:
                     out.extend(self._open(self._speech_start_s, trigger="vad"))
-            elif end_s - self._last_speech_end_s >= cfg.min_silence_s:
+            elif end_s - self._last_voiced_s >= cfg.min_silence_s:
                 self.state = "idle"
         elif self.state == "speech":
-            if probability >= self.continue_threshold:
+            if probability >= cfg.threshold:
                 self._last_speech_end_s = end_s
-            if end_s - self._last_speech_end_s >= cfg.min_silence_s:
+            if probability >= self.continue_threshold:
+                self._last_voiced_s = end_s
+            if end_s - self._last_voiced_s >= cfg.min_silence_s:
                 out.extend(self._close(self._last_speech_end_s))
             elif end_s - self._speech_start_s >= cfg.max_utterance_s:
                 out.extend(self._close(end_s))

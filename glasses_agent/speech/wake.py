@@ -10,11 +10,13 @@ next utterance within ``follow_up_s`` is taken as the question.
 Engines (``[wake] engine``):
 
 - ``"phrase"`` (default, license-clean): phrase spotting on the first
-  ``window_s`` of each VAD speech segment. Whisper tiny.en (the ASR model,
-  already loaded; MIT) transcribes that short window, and ``phrase_score``
+  2 s of each VAD speech segment, cut at its quietest point after 0.9 s (the
+  pause after "hey glasses," when there is one: Whisper guesses wildly at a
+  word cut in half). Whisper tiny.en (the ASR model, already loaded; MIT)
+  transcribes that short window, and ``phrase_score``
   fuzzy-matches the phrase against its first words: each phrase word against
-  the heard word (1 - edit distance / length), the score is the worst word,
-  so "hey classes" scores 0.86 but "my glasses" 0.33. Cost: one Whisper call
+  the heard word (1 - edit distance / length of the phrase word), the score is
+  the worst word, so "hey classes" scores 0.86 but "my glasses" 0.33. Cost: one Whisper call
   (about 0.2 s on 2 cores) per speech segment; nothing at all on silence.
 - ``"openwakeword"`` (opt-in): openWakeWord 0.4.0's bundled models, run here on
   onnxruntime alone (its package imports scikit-learn, so the streaming
@@ -91,8 +93,7 @@ SPOT_PREROLL_S = 0.25
 
 
 def _similarity(heard: str, expected: str) -> float:
-    longest = max(len(heard), len(expected))
-    return 1.0 - edit_distance(heard, expected) / longest if longest else 1.0
+    return max(0.0, 1.0 - edit_distance(heard, expected) / len(expected)) if expected else 1.0
 
 
 def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float, int]:
@@ -100,7 +101,7 @@ def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float,
 
     The phrase may start at word 0 or up to ``max_offset`` words later ("oh, hey
     glasses"). Word for word, the score is the lowest per-word similarity
-    (1 - edit distance / length); a phrase heard as one word more or less
+    (1 - edit distance / length of the phrase's word); a phrase heard as one word more or less
     ("heyglasses", "hey glass es") is compared letter for letter, three times as
     strictly (1 - 3 * distance / length).
     """
@@ -153,16 +154,33 @@ class Spotted:
 class PhraseSpotter:
     """Whisper on a short window, fuzzy-matched against the phrase."""
 
-    def __init__(self, asr: Any, phrase: str = "hey glasses", *, window_s: float = 1.5) -> None:
+    def __init__(self, asr: Any, phrase: str = "hey glasses", *, min_window_s: float = 0.9,
+                 window_s: float = 2.0) -> None:
         if not words_of(phrase):
             raise BadInputError("wake.phrase is empty")
         self.asr = asr
         self.phrase = phrase
+        self.min_window_s = min_window_s
         self.window_s = window_s
         self.calls = 0
 
-    def spot(self, samples: FloatArray) -> Spotted:
+    def cut(self, samples: FloatArray, *, lead_s: float) -> FloatArray:
+        """``samples`` (speech starting ``lead_s`` in) cut at the quietest 32 ms after
+        ``min_window_s`` of speech, so that no word is cut in half."""
+        hop = 256
+        first = round((lead_s + self.min_window_s) * SAMPLE_RATE_HZ)
+        if len(samples) - first < 2 * hop:
+            return samples
+        frames = np.lib.stride_tricks.sliding_window_view(samples[first:], 2 * hop)[::hop]
+        quietest = int(np.argmin((frames.astype(np.float64) ** 2).mean(axis=1)))
+        return samples[:first + quietest * hop + hop]
+
+    def spot(self, samples: FloatArray, *, lead_s: float = 0.0, cut: bool = True) -> Spotted:
+        """Score ``samples`` whose speech starts ``lead_s`` in; ``cut``: a window of speech
+        that goes on (cut it at a pause), else a whole segment."""
         self.calls += 1
+        if cut:
+            samples = self.cut(samples, lead_s=lead_s)
         heard = self.asr.recognize(samples, word_timestamps=False, language="en",
                                    max_new_tokens=12)
         score, consumed = phrase_score(heard.text, self.phrase)
@@ -280,6 +298,7 @@ class WakeGate:
         self._armed_until_s: float | None = None
         self._last_detect_s = -1e9
         self.last_score = 0.0
+        self.last_heard = ""
         self.detections = 0
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
@@ -294,7 +313,7 @@ class WakeGate:
         if isinstance(frame, SpeechEnded):
             out: list[Frame] = [frame]
             if isinstance(self.spotter, PhraseSpotter) and not self._spotted:
-                out.extend(self._spot(frame.timestamp_s, now_s, segment_over=True))
+                out.extend(self._spot(frame.timestamp_s + 0.15, now_s, segment_over=True))
             return out
         if isinstance(frame, Utterance):
             return self._on_utterance(frame, now_s)
@@ -324,11 +343,12 @@ class WakeGate:
         self._spotted = True
         if self._segment_start_s is None or self._woken:
             return []
-        samples = self._audio_between(self._segment_start_s - SPOT_PREROLL_S, until_s + 0.1)
+        samples = self._audio_between(self._segment_start_s - SPOT_PREROLL_S, until_s)
         if len(samples) < SAMPLE_RATE_HZ // 10:
             return []
-        spotted = self.spotter.spot(samples)
+        spotted = self.spotter.spot(samples, lead_s=SPOT_PREROLL_S, cut=not segment_over)
         self.last_score = spotted.score
+        self.last_heard = spotted.text
         if spotted.score < self.threshold:
             return []
         self._bare_phrase = segment_over and not spotted.more_than_phrase
