@@ -28,6 +28,7 @@ from glasses_agent.stages import Pipeline
 
 TOLERANCE_S = 0.150
 CHUNK_S = 512 / RATE_HZ
+DEFAULT_VAD = VadConfig()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _segments(frames: Sequence[Frame]) -> list[tuple[float, float]]:
     return [(f.start_s, f.timestamp_s) for f in frames if isinstance(f, SpeechEnded)]
 
 
-def _run_file(session: object, path: Path, config: VadConfig = VadConfig()) -> list[Frame]:
+def _run_file(session: object, path: Path, config: VadConfig = DEFAULT_VAD) -> list[Frame]:
     stage = VadStage(SileroVad(session), Endpointer(config))
     return list(run_source(Pipeline([stage]), FileAudioSource(path)))
 
@@ -135,7 +136,7 @@ def test_odd_chunk_sizes_give_the_same_segments(session: object, tmp_path: Path)
 class Driver:
     """Feeds an Endpointer 32 ms chunks with given speech probabilities on a ManualClock."""
 
-    def __init__(self, config: VadConfig = VadConfig(), **kwargs: float) -> None:
+    def __init__(self, config: VadConfig = DEFAULT_VAD, **kwargs: float) -> None:
         self.endpointer = Endpointer(config, **kwargs)
         self.clock = ManualClock()
         self.events: list[tuple[float, Frame]] = []
