@@ -88,9 +88,8 @@ class Perceiver:
                                   intra_op_threads=m.intra_op_threads),
             text_reader=(TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads,
                                     int8=p.ocr_int8) if p.ocr else None),
-            face_detector=(FaceDetector(kind=p.faces, providers=m.providers,
-                                        intra_op_threads=m.intra_op_threads)
-                           if p.faces != "off" else None),
+            face_detector=FaceDetector(kind=p.faces, providers=m.providers,
+                                       intra_op_threads=m.intra_op_threads),
             barcode_scanner=BarcodeScanner() if p.barcodes else None,
             center_crop_fraction=p.center_crop_fraction,
             privacy=privacy,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from glasses_agent.errors import GlassesError
+from glasses_agent.errors import BadInputError, GlassesError
 from glasses_agent.sources.camera import PrivacySwitch
 
 if TYPE_CHECKING:
@@ -145,7 +145,10 @@ class FaceRedactor:
         perception already loaded) and the other kind as the verifier."""
         from edge_models.faces import FaceDetector
 
-        kind = config.perception.faces if config.perception.faces in VERIFIER_OF else "haar"
+        kind = config.perception.faces
+        if kind not in VERIFIER_OF:
+            raise BadInputError(f"[perception] faces must be one of {', '.join(VERIFIER_OF)}, "
+                                f"not {kind!r}")
         m = config.models
         if detector is None:
             detector = FaceDetector(kind=kind, providers=m.providers,
