@@ -218,3 +218,20 @@ def test_capture_stops_promptly_from_another_thread(video: Path) -> None:
     stopper.start()
     assert capture.latest(timeout_s=5.0) is None  # woken by stop, not by the 1 s tick
     stopper.join()
+
+
+def test_capture_from_config_uses_source_rate_and_size(tmp_path: Path) -> None:
+    from glasses_agent.config import load_config
+
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), photo("coffee"))
+    config = load_config(environ={}, overrides=[f"camera.source={tmp_path}", "camera.fps=50",
+                                                "camera.width=300", "camera.height=300"])
+    capture = CameraCapture.from_config(config.camera, clock=ManualClock(3.0))
+    assert capture.fps == 50.0
+    with capture:
+        frames = []
+        while (frame := capture.latest(timeout_s=2.0)) is not None:
+            frames.append(frame)
+    assert capture.finished and 1 <= len(frames) <= 3
+    assert frames[-1].size_px == (300, 200) and frames[-1].timestamp_s == 3.0

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from glasses_agent.clock import Clock, MonotonicClock
+from glasses_agent.config import CameraConfig
 from glasses_agent.errors import BadInputError, DeviceUnavailableError, GlassesError
 from glasses_agent.frames import VideoFrame
 
@@ -545,6 +546,13 @@ class CameraCapture:
         is_still = Path(source).suffix.lower() in IMAGE_SUFFIXES
         kwargs.setdefault("loop", is_still)
         return cls(lambda: open_camera(source, width=width, height=height, fps=fps), **kwargs)
+
+    @classmethod
+    def from_config(cls, camera: CameraConfig, *, clock: Clock | None = None,
+                    privacy: PrivacySwitch | None = None, **kwargs: Any) -> CameraCapture:
+        """The capture that ``[camera]`` describes: source, fps, width and height."""
+        return cls.from_source(camera.source, width=camera.width, height=camera.height,
+                               fps=camera.fps, clock=clock, privacy=privacy, **kwargs)
 
     # -- consumer side ---------------------------------------------------------------------
     def start(self) -> CameraCapture:
