@@ -396,3 +396,14 @@ def test_going_away_is_reported() -> None:
     assert out[-1] == Close(code=CloseCode.GOING_AWAY, reason="going_away")
     assert _feed(out, client) == [GoingAwayReceived(going_away=GoingAway(
         reason="deploy", reconnect_after_s=0.25))]
+
+
+def test_public_exports_exist() -> None:
+    import glasses_agent.cloud
+    import glasses_agent.protocol
+
+    for module in (glasses_agent.protocol, glasses_agent.cloud):
+        names = module.__all__
+        assert len(set(names)) == len(names)
+        for name in names:
+            assert hasattr(module, name), name

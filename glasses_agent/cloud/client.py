@@ -34,7 +34,7 @@ import logging
 import random
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -414,24 +414,32 @@ class EdgeClient:
         location: tuple[float, float] | None = None,
         max_tokens: int = 128,
         query_id: str | None = None,
+        images_jpeg: Sequence[bytes] | None = None,
+        contemplate: bool | None = None,
         timeout_s: float | None = None,
     ) -> Reply:
         """Send a query; iterate the returned ``Reply`` for the answer's text.
 
         ``query``: a ``frames.Query`` (its perception becomes the facts, its
-        keyframes are sent, at most two) or plain text. ``facts`` replaces the
-        facts built from the perception; ``location`` is added when given.
+        keyframes are sent, at most two) or plain text. ``facts``,
+        ``images_jpeg`` and ``contemplate`` replace what the query carries (the
+        router's ``Decision.facts`` and keyframe, say); ``location`` is added
+        when given. ``timeout_s`` overrides ``[cloud] answer_timeout_s``.
         """
         if self._refused is not None:
             raise self._refused
         if isinstance(query, Query):
-            text, images, contemplate = query.text, query.keyframes_jpeg, query.contemplate
+            text, images, wants = query.text, query.keyframes_jpeg, query.contemplate
             qid = query_id or query.query_id
             built = facts_from_perception(query.perception, location=location)
         else:
-            text, images, contemplate = query, (), False
+            text, images, wants = query, (), False
             qid = query_id or f"q-{self._id_prefix}-{next(self._ids)}"
             built = facts_from_perception(None, location=location)
+        if images_jpeg is not None:
+            images = tuple(images_jpeg)
+        if contemplate is None:
+            contemplate = wants
         all_facts = dict(facts) if facts is not None else built
         if facts is not None and location is not None:
             all_facts["location"] = built["location"]
@@ -465,8 +473,18 @@ class EdgeClient:
                 logger.info("cannot reach %s: %s", self.url, exc)
                 self._set_state(LinkState.OFFLINE)
                 attempt += 1
+            except Exception:  # never let a surprise end the reconnect loop
+                logger.exception("connecting to %s failed", self.url)
+                self._set_state(LinkState.OFFLINE)
+                attempt += 1
             else:
-                opened = await self._session(ws)
+                try:
+                    opened = await self._session(ws)
+                except Exception:
+                    logger.exception("the cloud link failed")
+                    opened = False
+                    await ws.close(CloseCode.INTERNAL_ERROR)
+                    self._core.connection_lost(CloseCode.INTERNAL_ERROR, "client error")
                 if self._refused is not None or self._closing:
                     return
                 if opened:
