@@ -233,10 +233,12 @@ def test_handshake_timeout_and_heartbeats() -> None:
     assert out[-1] == Close(code=CloseCode.HEARTBEAT_TIMEOUT, reason="heartbeat_timeout")
 
 
-def test_sequence_numbers_are_checked() -> None:
+def test_sequence_gaps_are_reported_and_the_message_still_handled() -> None:
     client, server = _pair()
-    events = server.receive_text(encode(Ping(ping_id=1), 7), 0.0)  # type: ignore[arg-type]
-    assert events == [ProtocolViolation(code="bad_sequence", message="seq 7, expected 2")]
+    events = server.receive_text(encode(QueryRequest(query_id="q", text="x"), 7), 0.0)  # type: ignore[arg-type]
+    assert events[0] == ProtocolViolation(code="bad_sequence", message="seq 7, expected 2")
+    assert isinstance(events[1], QueryReceived)  # nothing lost
+    assert _types(server.data_to_send()) == ["error"]
     # back in step with the peer's numbering after the report
     assert server.receive_text(encode(Ping(ping_id=2), 8), 0.0) == []  # type: ignore[arg-type]
 

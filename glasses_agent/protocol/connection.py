@@ -219,6 +219,15 @@ class _Core:
         self._last_recv_s = now_s
         self._last_ping_s = now_s
         self._ping_id = 0
+        self._gaps: list[ProtocolViolation] = []
+
+    @property
+    def _closing(self) -> bool:
+        return self.state is State.CLOSING
+
+    def _take_gaps(self) -> list[ProtocolViolation]:
+        gaps, self._gaps = self._gaps, []
+        return gaps
 
     # calls -> bytes out
 
@@ -267,7 +276,10 @@ class _Core:
         expected = self._recv_seq + 1
         self._recv_seq = seq
         if seq != expected:
-            return self._violation("bad_sequence", f"seq {seq}, expected {expected}")
+            # Reported, then handled all the same: a numbering slip loses nothing.
+            self._gaps.append(self._violation("bad_sequence", f"seq {seq}, expected {expected}"))
+            if self._closing:
+                return None
         if heartbeats and isinstance(message_in, Ping):
             self._send(Pong(ping_id=message_in.ping_id))
             return None
@@ -342,10 +354,15 @@ class ServerConnection(_Core):
 
     def _receive(self, data: str | bytes, now_s: float) -> list[ServerEvent]:
         if self.state is State.CONNECTING and not self._hello_seen:
-            return self._receive_hello(data, now_s)
+            events = self._receive_hello(data, now_s)
+            return [*self._take_gaps(), *events]
         message = self._decode(data, now_s)
+        gaps: list[ServerEvent] = [*self._take_gaps()]
         if message is None or isinstance(message, ProtocolViolation):
-            return [message] if message else []
+            return gaps + ([message] if message else [])
+        return gaps + self._handle(message)
+
+    def _handle(self, message: Message) -> list[ServerEvent]:
         if self.state is State.CONNECTING:
             return [self._violation("handshake_pending", "wait for session.started")]
         if isinstance(message, QueryRequest):
@@ -581,8 +598,12 @@ class ClientConnection(_Core):
 
     def _receive(self, data: str | bytes, now_s: float) -> list[ClientEvent]:
         message = self._decode(data, now_s)
+        gaps: list[ClientEvent] = [*self._take_gaps()]
         if message is None or isinstance(message, ProtocolViolation):
-            return [message] if message else []
+            return gaps + ([message] if message else [])
+        return gaps + self._handle(message)
+
+    def _handle(self, message: Message) -> list[ClientEvent]:
         if isinstance(message, ErrorMessage):
             return self._on_error(message)
         if self.state is State.CONNECTING:
