@@ -429,3 +429,32 @@ def test_create_reads_the_key_from_the_named_variable() -> None:
     backend = create(config, environ={})
     assert "authorization" not in backend._client.headers
     asyncio.run(backend.aclose())
+
+
+def test_prompt_puts_the_facts_first_and_survives_malformed_ones() -> None:
+    from glasses_agent.cloud.prompts import MAX_FACTS_CHARS, user_prompt
+
+    facts = {
+        "text": ["EXIT 12", "Main Street"],
+        "barcodes": [{"type": "QR_CODE", "data": "https://example.com"}, "7310865004703"],
+        "labels": [{"name": "street sign", "score": 0.8}, "traffic light", {"score": 1}],
+        "location": {"lat": 51.5, "lon": -0.12},
+        "people_in_view": 2,
+        "weird": {"nested": [1, 2]},
+        "empty": [],
+    }
+    prompt = user_prompt(ReasoningRequest(query_id="q", text="  where  am I? ", facts=facts))
+    assert prompt.splitlines() == [
+        'Camera sees text: "EXIT 12 / Main Street"',
+        "Camera sees a barcode: QR code https://example.com",
+        "Camera sees a barcode: 7310865004703",
+        "Camera sees objects: street sign, traffic light",
+        "Location: latitude 51.5, longitude -0.12",
+        "People in view: 2",
+        'Weird: {"nested":[1,2]}',
+        "Question: where am I?",
+    ]
+    huge = user_prompt(ReasoningRequest(query_id="q", text="hi",
+                                        facts={f"k{i}": "x" * 250 for i in range(40)}))
+    assert len(huge) < MAX_FACTS_CHARS + 100
+    assert huge.endswith("Question: hi")
