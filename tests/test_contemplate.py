@@ -276,3 +276,18 @@ def test_contemplating_on_the_embedded_model(local_backend: Any) -> None:
     got = answer(local_backend, request("what does the sign say?", images_jpeg=()), config)
     assert "Main Street" in got
     assert local_backend.pop_usage("q#reader") is not None  # the reader really ran
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["glasses_agent.cloud.contemplate", "glasses_agent.cloud.prompts",
+     "glasses_agent.cloud.backends", "glasses_agent.cloud.backends.local",
+     "glasses_agent.cloud.backends.openai"],
+)
+def test_public_exports(name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(name)
+    assert len(set(module.__all__)) == len(module.__all__)
+    for export in module.__all__:
+        assert hasattr(module, export), export

@@ -259,3 +259,11 @@ def test_facts_without_perception_and_decisions_are_frozen() -> None:
     d = route(query("what time is it"), now=NOW, device=ONLINE)
     with pytest.raises(AttributeError):
         d.reply = "changed"  # type: ignore[misc]
+
+
+def test_public_exports() -> None:
+    import glasses_agent.router as router
+
+    assert len(set(router.__all__)) == len(router.__all__)
+    for name in router.__all__:
+        assert hasattr(router, name), name
