@@ -220,6 +220,7 @@ class WhisperAsr:
                 f"unknown speech model {config.model!r} (choose from: {', '.join(MODELS)})"
             )
         self.config = config
+        self._warm = False
         self.multilingual = config.model != "tiny.en"
         self.language = self._check_language(config.language)
         self.directory = directory or model_dir(config.model, cache_dir=cache_dir)
@@ -232,6 +233,15 @@ class WhisperAsr:
             str(self.directory), device=config.device, compute_type=config.compute_type,
             cpu_threads=config.cpu_threads, num_workers=1, local_files_only=True,
         )
+
+    def warmup(self) -> None:
+        """Run the model once on a second of silence (once per model): the first call of a
+        fresh CTranslate2 model is about 1.5x slower, and that should not be the first
+        utterance's latency."""
+        if not self._warm:
+            self.recognize(np.zeros(SAMPLE_RATE_HZ, dtype=np.float32), word_timestamps=True,
+                           max_new_tokens=4)
+            self._warm = True
 
     def _check_language(self, language: str) -> str | None:
         language = language.strip().lower()

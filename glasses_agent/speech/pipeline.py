@@ -41,6 +41,7 @@ def build_listener(
 ) -> Pipeline:
     """VAD + endpointing + wake/push-to-talk gate + recognition (the always-on path)."""
     asr = asr or WhisperAsr(config.asr)
+    asr.warmup()  # long-lived: the first utterance should not pay for a cold model
     gate: WakeGate = make_wake_gate(config.wake, asr=asr, models=config.models, notice=notice)
     return Pipeline([VadStage.from_config(config.vad, config.models), gate, AsrStage(asr)])
 
