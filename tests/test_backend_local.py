@@ -169,3 +169,33 @@ def test_bad_model_files_are_clear_errors(tmp_path: Path) -> None:
 def test_empty_question_is_refused(backend: LocalBackend) -> None:
     with pytest.raises(BackendError, match="no text"):
         ask(backend, "   ")
+
+
+def test_end_to_end_router_client_gateway_and_the_embedded_model() -> None:
+    """A query about a sign goes from the router through the wire to the real model."""
+    from datetime import UTC, datetime
+
+    from support.aio import cloud_config, run, running_gateway
+
+    from glasses_agent.cloud.client import EdgeClient
+    from glasses_agent.frames import Perception, Query, TextLine
+    from glasses_agent.router import DeviceStatus, route
+
+    perception = Perception(timestamp_s=9.8, text=(
+        TextLine(text="EXIT 12", score=0.97, box=(40, 20, 200, 70)),
+        TextLine(text="Main Street", score=0.93, box=(40, 90, 300, 130)),
+    ))
+    query = Query(query_id="e2e-1", text="Which street does this exit go to?",
+                  timestamp_s=10.0, perception=perception)
+    decision = route(query, now=datetime(2026, 11, 3, 14, 5, tzinfo=UTC),
+                     device=DeviceStatus())
+    assert decision.kind == "escalate"
+
+    async def main() -> str:
+        # The gateway closes its backend on shutdown: this one is its own.
+        async with running_gateway(LocalBackend(CONFIG)) as gw:
+            async with EdgeClient(cloud_config(gw.url, answer_timeout_s=240.0)) as client:
+                reply = client.ask(query, facts=decision.facts, max_tokens=32)
+                return (await reply.result()).text
+
+    assert "Main Street" in run(main(), timeout_s=300.0)

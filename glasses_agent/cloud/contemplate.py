@@ -61,7 +61,7 @@ MERGE_MODES = ("auto", "model", "deterministic")
 MAX_SENTENCES = 3
 
 _READER_FACTS = frozenset({"text", "barcodes"})
-_SCENE_FACTS = frozenset({"labels", "people_in_view", "faces"})
+_SCENE_FACTS = frozenset({"labels", "center_labels", "people_in_view"})
 _READER_WORDS = re.compile(
     r"\b(read|reads|say|says|said|sign|signs|written|text|menu|label|price|cost|barcode|code|"
     r"number|word|words|spell|translate|mean|means)\b"

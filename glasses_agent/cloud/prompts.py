@@ -18,7 +18,8 @@ a barcode's number is used only with the examples). A large model gets the
 plain grounded prompt.
 
 Facts are plain JSON data (see ``ReasoningRequest``): ``text`` (a string or a
-list of lines), ``labels`` (``{"name", "score"}`` or plain names), ``barcodes``
+list of lines), ``labels`` and ``center_labels`` (``{"name", "score"}`` or
+plain names; the centre's come first), ``barcodes``
 (``{"type", "data"}``), ``location`` (``{"lat", "lon"}``); any other key is
 rendered as ``Key name: value``. Malformed entries are rendered as compact
 JSON rather than refused: a fact never stops a query from being answered.
@@ -70,6 +71,7 @@ FEW_SHOT: tuple[tuple[str, str], ...] = (
 MAX_FACTS_CHARS = 1500
 _MAX_VALUE_CHARS = 300
 _MAX_LABELS = 5
+_CAMERA_KEYS = frozenset({"text", "barcodes", "labels", "center_labels", "location"})
 
 _BARCODE_NAMES = {
     "EAN13": "EAN-13",
@@ -153,7 +155,10 @@ def render_facts(facts: Mapping[str, Any]) -> list[str]:
         lines.extend(_barcode_line(item) for item in barcodes)
     elif barcodes:
         lines.append(_barcode_line(barcodes))
-    labels = _label_names(facts.get("labels"))
+    # Labels of the centre crop (where the wearer looks) first, then the whole frame's.
+    labels = list(dict.fromkeys(
+        _label_names(facts.get("center_labels")) + _label_names(facts.get("labels"))
+    ))[:_MAX_LABELS]
     if labels:
         lines.append(f"Camera sees objects: {', '.join(labels)}")
     location = facts.get("location")
@@ -162,7 +167,7 @@ def render_facts(facts: Mapping[str, Any]) -> list[str]:
     elif location:
         lines.append(f"Location: {_compact(location)}")
     for key, value in facts.items():
-        if key in {"text", "barcodes", "labels", "location"} or value in (None, "", [], {}):
+        if key in _CAMERA_KEYS or value in (None, "", [], {}):
             continue
         name = str(key).replace("_", " ").strip().capitalize()
         shown = value if isinstance(value, str | int | float) else _compact(value)
