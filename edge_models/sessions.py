@@ -22,7 +22,9 @@ __all__ = [
     "available_providers",
     "choose_providers",
     "create_session",
+    "provider_options",
     "sha256_file",
+    "tensorrt_cache_dir",
 ]
 
 PREFERRED_PROVIDERS = (
@@ -79,6 +81,38 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
             )
         chosen.append(full)
     return chosen
+
+
+def tensorrt_cache_dir() -> Path:
+    """Where TensorRT keeps built engines: ``$GLASSES_AGENT_TRT_CACHE`` or the user cache."""
+    configured = os.environ.get("GLASSES_AGENT_TRT_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "glasses-agent" / "tensorrt"
+
+
+def provider_options(providers: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """Providers as ``InferenceSession`` takes them, with options where they matter.
+
+    TensorRT builds an engine for every model (and input shape) it meets, which
+    takes seconds to minutes: the engines and timing caches are kept on disk so
+    that only the first start pays. fp16 is allowed (QDQ int8 models run int8).
+    """
+    out: list[str | tuple[str, dict[str, str]]] = []
+    for name in providers:
+        if name == "TensorrtExecutionProvider":
+            cache = str(tensorrt_cache_dir())
+            out.append((name, {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": cache,
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": cache,
+                "trt_fp16_enable": "True",
+            }))
+        else:
+            out.append(name)
+    return out
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -141,7 +175,7 @@ def create_session(
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(str(p), sess_options=options,
-                                    providers=choose_providers(providers))
+                                    providers=provider_options(choose_providers(providers)))
     except Exception as exc:  # onnxruntime raises its own untyped errors
         if isinstance(exc, GlassesError):
             raise

@@ -211,3 +211,15 @@ def test_bench_refuses_a_model_without_int8(capsys: pytest.CaptureFixture[str]) 
 def test_unknown_provider_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "ppocr_cls", "--providers", "nosuch"]) != 0
     assert "not available" in capsys.readouterr().err
+
+
+def test_tensorrt_keeps_its_engines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edge_models.sessions import provider_options
+
+    monkeypatch.setenv("GLASSES_AGENT_TRT_CACHE", str(tmp_path / "trt"))
+    trt, cuda, cpu = provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                       "CPUExecutionProvider"])
+    assert isinstance(trt, tuple) and trt[0] == "TensorrtExecutionProvider"
+    assert trt[1]["trt_engine_cache_enable"] == "True"
+    assert trt[1]["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
