@@ -52,6 +52,7 @@ from glasses_agent.speech.vad import SileroVad, load_vad_session
 from glasses_agent.stages import Pipeline
 
 RATE_HZ = 16_000
+REPEATS = 4
 QUESTIONS = [
     ("what time is it?", "en-us"),
     ("hey glasses, what am I looking at?", "en-us"),
@@ -156,13 +157,14 @@ def bench_asr(asr: WhisperAsr, config: Config, tmp: Path) -> dict[str, Any]:
         frames, endpoints = run_pipeline(pipeline, path)
         return time.perf_counter() - begin, frames, endpoints
 
-    asr.recognize(clips[0])  # warm-up: the first call of a fresh model is slower
-    runs_base = [baseline(), baseline()]
-    runs_ours = [ours(), ours()]
-    runs_base.append(baseline())
-    runs_ours.append(ours())
+    asr.warmup()  # the first call of a fresh model is slower
+    runs_base, runs_ours = [], []
+    for _ in range(REPEATS):  # interleaved: the machine's load drifts
+        runs_base.append(baseline())
+        runs_ours.append(ours())
     base_s, base_texts, base_ms = min(runs_base, key=lambda r: r[0])
     ours_s, frames, endpoints = min(runs_ours, key=lambda r: r[0])
+    ratios = sorted(o[0] / b[0] for o, b in zip(runs_ours, runs_base, strict=True))
     transcripts = [f for f in frames if isinstance(f, Transcript)]
     ended = [f for f in frames if isinstance(f, SpeechEnded)]
     refs = [t for t, _ in QUESTIONS]
@@ -188,6 +190,10 @@ def bench_asr(asr: WhisperAsr, config: Config, tmp: Path) -> dict[str, Any]:
         "baseline_s": round(base_s, 3),
         "pipeline_s": round(ours_s, 3),
         "pipeline_over_baseline": round(ours_s / base_s, 3),
+        "pipeline_over_baseline_per_pair": [round(r, 3) for r in ratios],
+        # time outside Whisper: reading, resampling, VAD, endpointing (robust to load)
+        "pipeline_outside_whisper_s": round(ours_s - sum(t.asr_ms for t in transcripts) / 1000,
+                                            3),
         "baseline_rtf": round(base_s / duration_s, 3),
         "pipeline_rtf": round(ours_s / duration_s, 3),
         "baseline_wer": round(float(np.mean([word_error_rate(r, t) for r, t in
@@ -196,10 +202,10 @@ def bench_asr(asr: WhisperAsr, config: Config, tmp: Path) -> dict[str, Any]:
         "faster_whisper_vad_filter_whole_file_s": round(whole_s, 3),
         "faster_whisper_vad_filter_whole_file_wer": round(
             word_error_rate(" ".join(refs), whole_text), 3),
-        "baseline_ms_per_utterance_p50": pct(base_ms, 50),
         "latency": {
             "utterances_up_to_5s": len(asr_ms),
             "asr_ms_p50": pct(asr_ms, 50),
+            "baseline_ms_p50": pct(base_ms, 50),
             "asr_ms_p95": pct(asr_ms, 95),
             "hangover_ms_p50": pct(hangover_ms, 50),
             "wearer_end_of_speech_to_text_ms_p50": pct(wearer_ms, 50),
@@ -270,6 +276,8 @@ def bench_wake(asr: WhisperAsr, config: Config, tmp: Path, voices: list[str]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter always-on runs, 2 voices")
+    parser.add_argument("--only", choices=("asr", "vad", "always_on", "wake"),
+                        help="run one part only")
     args = parser.parse_args()
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
@@ -293,22 +301,26 @@ def main() -> None:
                        "min_silence_s": config.vad.min_silence_s},
             "model_load_s": round(load_s, 3),
         }
-        result["asr"] = bench_asr(asr, config, tmp)
-        result["latency"] = result["asr"].pop("latency")
-        stream, _ = compose([1.0, speak("what am I looking at", "en-us"), 1.0] * 10)
-        result["vad"] = bench_vad(stream)
-        seconds = 10.0 if args.quick else 30.0
-        rng = np.random.default_rng(3)
-        room = (rng.normal(0, 10 ** (-60 / 20), int(seconds * RATE_HZ))).astype(np.float32)
-        speech_parts: list[Any] = [0.5]
-        for text in NEGATIVES[: 6 if args.quick else 12]:
-            speech_parts += [speak(text, "en-us"), 1.0]
-        speech, _ = compose(speech_parts)
-        result["always_on"] = {
-            "silence": always_on(asr, config, room, tmp),
-            "speech_without_wake_phrase": always_on(asr, config, speech, tmp),
-        }
-        result["wake"] = bench_wake(asr, config, tmp, VOICES[:2] if args.quick else VOICES)
+        if args.only in (None, "asr"):
+            result["asr"] = bench_asr(asr, config, tmp)
+            result["latency"] = result["asr"].pop("latency")
+        if args.only in (None, "vad"):
+            stream, _ = compose([1.0, speak("what am I looking at", "en-us"), 1.0] * 10)
+            result["vad"] = bench_vad(stream)
+        if args.only in (None, "always_on"):
+            seconds = 10.0 if args.quick else 30.0
+            rng = np.random.default_rng(3)
+            room = (rng.normal(0, 10 ** (-60 / 20), int(seconds * RATE_HZ))).astype(np.float32)
+            speech_parts: list[Any] = [0.5]
+            for text in NEGATIVES[: 6 if args.quick else 12]:
+                speech_parts += [speak(text, "en-us"), 1.0]
+            speech, _ = compose(speech_parts)
+            result["always_on"] = {
+                "silence": always_on(asr, config, room, tmp),
+                "speech_without_wake_phrase": always_on(asr, config, speech, tmp),
+            }
+        if args.only in (None, "wake"):
+            result["wake"] = bench_wake(asr, config, tmp, VOICES[:2] if args.quick else VOICES)
     result["memory"] = {
         "rss_mb_before_models": round(rss_start / 2**20, 1),
         "rss_mb_models_loaded": round(rss_loaded / 2**20, 1),
@@ -316,12 +328,16 @@ def main() -> None:
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    result["targets"] = {
-        "vad_ms_per_chunk<=0.5": result["vad"]["ms_per_chunk_mean"] <= 0.5,
-        "always_on_silence<=10%": result["always_on"]["silence"]["cpu_percent_of_one_core"] <= 10,
-        "pipeline_over_baseline<=1.10": result["asr"]["pipeline_over_baseline"] <= 1.10,
-        "asr_ms_p95<=400": result["latency"]["asr_ms_p95"] <= 400,
-    }
+    targets = {}
+    if "vad" in result:
+        targets["vad_ms_per_chunk<=0.5"] = result["vad"]["ms_per_chunk_mean"] <= 0.5
+    if "always_on" in result:
+        targets["always_on_silence<=10%"] = (
+            result["always_on"]["silence"]["cpu_percent_of_one_core"] <= 10)
+    if "asr" in result:
+        targets["pipeline_over_baseline<=1.10"] = result["asr"]["pipeline_over_baseline"] <= 1.10
+        targets["asr_ms_p95<=400"] = result["latency"]["asr_ms_p95"] <= 400
+    result["targets"] = targets
     print(json.dumps(result))
 
 

@@ -25,8 +25,9 @@ from glasses_agent.speech.wake import (
 )
 
 # Speech without the wake phrase, confusable starts included. Measured with the
-# default engine (phrase, threshold 0.5): 0 false accepts on these 12 (and 0 of 90
-# in benchmarks/bench_hearing.py: 18 sentences x 5 espeak-ng voices).
+# default engine (phrase, threshold 0.5): 0 false accepts on these 12, and 0 of 90
+# in benchmarks/bench_hearing.py (18 sentences x 5 espeak-ng voices; true accepts
+# there: 15 of 20, 8 of 8 on en-us and en-gb).
 NEGATIVES = [
     "my glasses are on the kitchen table",
     "these glasses are really dirty",
@@ -71,9 +72,11 @@ def test_phrase_score() -> None:
     assert phrase_score("Hey, glasses!", "hey glasses")[0] == 1.0
     assert phrase_score("Oh, hey glasses, what is this?", "hey glasses") == (1.0, 3)
     assert phrase_score("Hey classes, read this", "hey glasses")[0] == pytest.approx(6 / 7)
+    assert phrase_score("He classes", "hey glasses")[0] == pytest.approx(2 / 3 * 6 / 7)
     assert phrase_score("Heyglasses, read this", "hey glasses")[0] == 1.0
     for text in ("My glasses are dirty", "These glasses", "Hey, what time is it",
-                 "Heavy classes this term", "Hey guys", "What am I looking at, hey glasses"):
+                 "Heavy classes this term", "Hey guys", "What am I looking at, hey glasses",
+                 "He glides him up to the map"):
         assert phrase_score(text, "hey glasses")[0] < 0.5, text
     assert phrase_score("", "hey glasses") == (0.0, 0)
 

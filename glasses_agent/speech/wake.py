@@ -16,8 +16,9 @@ Engines (``[wake] engine``):
   transcribes that short window, and ``phrase_score``
   fuzzy-matches the phrase against its first words: each phrase word against
   the heard word (1 - edit distance / length of the phrase word), the score is
-  the worst word, so "hey classes" scores 0.86 but "my glasses" 0.33. Cost: one Whisper call
-  (about 0.2 s on 2 cores) per speech segment; nothing at all on silence.
+  their product, so "hey classes" scores 0.86, "he glides" 0.38, "my glasses"
+  0.33. Cost: one Whisper call (about 0.2 s on 2 cores) per speech segment;
+  nothing at all on silence.
 - ``"openwakeword"`` (opt-in): openWakeWord 0.4.0's bundled models, run here on
   onnxruntime alone (its package imports scikit-learn, so the streaming
   features are ported from its Apache-2.0 code). The models are CC BY-NC-SA
@@ -100,10 +101,10 @@ def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float,
     """How well ``text`` starts with ``phrase`` (0..1), and how many heard words that took.
 
     The phrase may start at word 0 or up to ``max_offset`` words later ("oh, hey
-    glasses"). Word for word, the score is the lowest per-word similarity
-    (1 - edit distance / length of the phrase's word); a phrase heard as one word more or less
-    ("heyglasses", "hey glass es") is compared letter for letter, three times as
-    strictly (1 - 3 * distance / length).
+    glasses"). Word for word, the score is the product of the per-word
+    similarities (1 - edit distance / length of the phrase's word); a phrase
+    heard as one word more or less ("heyglasses", "hey glass es") is compared
+    letter for letter, three times as strictly (1 - 3 * distance / length).
     """
     heard = words_of(text)
     target = words_of(phrase)
@@ -115,7 +116,8 @@ def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float,
     for offset in range(0, max_offset + 1):
         window = heard[offset:offset + n]
         if len(window) == n:
-            score = min(_similarity(h, t) for h, t in zip(window, target, strict=True))
+            score = float(np.prod([_similarity(h, t)
+                                   for h, t in zip(window, target, strict=True)]))
             best = max(best, (score, offset + n))
         for m in (n - 1, n + 1):
             window = heard[offset:offset + m]
