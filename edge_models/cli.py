@@ -140,6 +140,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         elif resolve_path(spec) == result.output.resolve():
             print(f"differs from the registered {spec.name}: update sha256 and size_bytes in "
                   f"{MANIFEST}")
+        else:
+            print(f"differs from the registered {spec.name} (another onnxruntime version, or "
+                  "other calibration frames)")
     return 0
 
 
