@@ -73,6 +73,17 @@ def test_an_8_bit_48k_stereo_file(tiny: WhisperAsr, tmp_path: Path) -> None:
     assert word_error_rate("how much is this", t.text) <= 0.25, t.text
 
 
+def test_a_short_encoder_window(tiny: WhisperAsr) -> None:
+    fast = WhisperAsr(AsrConfig(encoder_window_s=5.0), directory=tiny.directory)
+    audio, _ = compose([0.3, speak(QUESTION), 0.3])
+    assert fast._encoder_frames(len(audio)) == 500
+    assert fast._encoder_frames(12 * 16_000) == 1300
+    assert tiny._encoder_frames(len(audio)) is None
+    assert word_error_rate(QUESTION, fast.recognize(audio).text) <= 0.1
+    with pytest.raises(BadInputError, match="encoder_window_s"):
+        WhisperAsr(AsrConfig(encoder_window_s=45.0))
+
+
 def test_language_choice_is_checked(tiny: WhisperAsr) -> None:
     with pytest.raises(BadInputError, match="English only"):
         WhisperAsr(AsrConfig(language="de"))

@@ -210,6 +210,33 @@ class Recognition:
     language_probability: float
 
 
+def _windowed_model_class() -> Any:
+    """faster-whisper's ``WhisperModel`` with an optional shorter encoder window.
+
+    faster-whisper always pads the features to 30 s (3000 frames) before
+    ``encode``; CTranslate2's encoder takes fewer, and its cost falls about
+    linearly with them (300 ms -> 30 ms for 30 s -> 10 s on 2 cores). Whisper was
+    trained on 30 s windows, so a short one costs accuracy (measured in
+    BENCHMARKS.md); it is off unless ``asr.encoder_window_s`` is set.
+    """
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise BadInputError("speech recognition needs faster-whisper: "
+                            "pip install faster-whisper==1.2.1") from exc
+
+    class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]
+        encoder_frames: int | None = None
+
+        def encode(self, features: Any) -> Any:
+            frames = self.encoder_frames
+            if frames is not None and features.shape[-1] > frames:
+                features = np.ascontiguousarray(features[..., :frames])
+            return super().encode(features)
+
+    return WindowedWhisperModel
+
+
 class WhisperAsr:
     """A faster-whisper model, loaded once, for whole utterances."""
 
@@ -224,15 +251,21 @@ class WhisperAsr:
         self.multilingual = config.model != "tiny.en"
         self.language = self._check_language(config.language)
         self.directory = directory or model_dir(config.model, cache_dir=cache_dir)
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise BadInputError("speech recognition needs faster-whisper: "
-                                "pip install faster-whisper==1.2.1") from exc
-        self.model: Any = WhisperModel(
+        if config.encoder_window_s < 0 or config.encoder_window_s > 30:
+            raise BadInputError(f"asr.encoder_window_s must be 0 (full) to 30 s, not "
+                                f"{config.encoder_window_s}")
+        self.model: Any = _windowed_model_class()(
             str(self.directory), device=config.device, compute_type=config.compute_type,
             cpu_threads=config.cpu_threads, num_workers=1, local_files_only=True,
         )
+
+    def _encoder_frames(self, n_samples: int) -> int | None:
+        """Mel frames the encoder sees (100 per second): None = Whisper's full 3000."""
+        window_s = self.config.encoder_window_s
+        if not window_s:
+            return None
+        frames = max(round(window_s * 100), n_samples // 160 + 100)
+        return None if frames >= 3000 else frames
 
     def warmup(self) -> None:
         """Run the model once on a second of silence (once per model): the first call of a
@@ -272,6 +305,7 @@ class WhisperAsr:
     ) -> Recognition:
         """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window)."""
         audio = np.ascontiguousarray(samples, dtype=np.float32)
+        self.model.encoder_frames = self._encoder_frames(len(audio))
         segments, info = self.model.transcribe(
             audio,
             language=language or self.language,
