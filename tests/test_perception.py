@@ -110,3 +110,14 @@ def test_the_perceiver_is_a_stage() -> None:
     assert pipeline.push(other, clock.now_s()) == [other]
     privacy.set(True)
     assert pipeline.push(frame, clock.now_s()) == []  # the camera path is off
+
+
+def test_public_exports() -> None:
+    import glasses_agent.perception as perception
+    import glasses_agent.sources as sources
+    import glasses_agent.sources.camera as camera
+
+    for module in (perception, sources, camera):
+        assert len(set(module.__all__)) == len(module.__all__)
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
