@@ -122,3 +122,16 @@ def test_demo_hears_the_bundled_question() -> None:
                            transcript.split("]", 1)[1]) <= 0.1, proc.stdout
     question = next(line for line in proc.stdout.splitlines() if line.startswith("question:"))
     assert word_error_rate("what am I looking at?", question.removeprefix("question:")) == 0
+
+
+def test_listen_without_a_sound_card_is_one_line() -> None:
+    import sounddevice
+
+    if any(d["max_input_channels"] > 0 for d in sounddevice.query_devices()):
+        pytest.skip("this machine has a microphone: `listen` would run until stopped")
+    proc = cli("listen")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "glasses-agent listen: no audio input device found (no sound card on this machine?); "
+        "see `glasses-agent devices`, or give an audio file instead "
+        "(`glasses-agent transcribe PATH`)"]

@@ -1,7 +1,9 @@
 """``glasses-agent transcribe PATH``: one line per utterance (or one JSON object per line).
+``glasses-agent listen``: the always-on path on a microphone (wake phrase or Enter = tap).
 
-The file is checked before any model loads, so bad input (missing, empty,
-truncated, not audio) is a quick one-line error with exit code 2.
+The file (or the microphone) is checked before any model loads, so bad input
+(missing, empty, truncated, not audio; no sound card) is a quick one-line error
+with exit code 2.
 """
 
 from __future__ import annotations
@@ -9,14 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import queue
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from glasses_agent.config import Config
 from glasses_agent.frames import Frame, Transcript, WakeDetected
 
-__all__ = ["format_transcript", "print_frames", "register", "run", "transcript_dict"]
+__all__ = ["format_transcript", "listen", "print_frames", "register", "run", "transcript_dict"]
 
 
 def transcript_dict(transcript: Transcript) -> dict[str, Any]:
@@ -74,7 +78,58 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _taps_from_stdin(taps: queue.Queue[float], clock: Any) -> None:
+    for _ in sys.stdin:
+        taps.put(clock.now_s())
+
+
+def listen(args: argparse.Namespace, config: Config) -> int:
+    from glasses_agent.clock import MonotonicClock
+    from glasses_agent.frames import ButtonPressed
+    from glasses_agent.sources.audio import MicrophoneSource
+    from glasses_agent.speech.pipeline import build_listener, run_source
+    from glasses_agent.speech.wake import strip_wake_phrase
+
+    clock = MonotonicClock()
+    device = config.audio.input_device if args.device is None else args.device
+    mic = MicrophoneSource(device, clock=clock).open()  # no sound card: exit 2 here
+    taps: queue.Queue[float] = queue.Queue()
+    threading.Thread(target=_taps_from_stdin, args=(taps, clock), daemon=True).start()
+
+    def frames() -> Iterator[Frame]:
+        for chunk in mic:
+            while not taps.empty():
+                yield ButtonPressed(timestamp_s=taps.get())
+            yield chunk
+
+    try:
+        pipeline = build_listener(config)
+        print(f"listening on {device or 'the default microphone'}: say "
+              f"{config.wake.phrase!r} or press Enter to talk; Ctrl-C to stop",
+              file=sys.stderr, flush=True)
+        for frame in run_source(pipeline, frames(), clock=clock):
+            if isinstance(frame, Transcript):
+                if args.json:
+                    print(json.dumps(transcript_dict(frame)), flush=True)
+                else:
+                    print(f"{format_transcript(frame)}  -> "
+                          f"{strip_wake_phrase(frame.text, config.wake.phrase)!r}", flush=True)
+            elif isinstance(frame, WakeDetected) and not args.json:
+                print(f"(wake phrase, score {frame.score:.2f})", flush=True)
+    finally:
+        mic.close()
+    return 0
+
+
 def register(subparsers: Any) -> None:
+    lis = subparsers.add_parser(
+        "listen",
+        help="listen on the microphone: wake phrase (or Enter as a temple tap), then transcribe",
+    )
+    lis.add_argument("--device", metavar="DEVICE",
+                     help="input device: index or part of its name (default: audio.input_device)")
+    lis.add_argument("--json", action="store_true", help="one JSON object per transcript")
+    lis.set_defaults(func=listen)
     parser = subparsers.add_parser(
         "transcribe",
         help="transcribe an audio file (WAV, FLAC, ...): one line per utterance",
