@@ -153,3 +153,31 @@ def test_microphone_opens_or_says_clearly_why_not() -> None:
                 break
     assert all(len(c.samples) == 512 and c.sample_rate_hz == RATE_HZ for c in chunks)
     assert chunks[1].timestamp_s - chunks[0].timestamp_s == pytest.approx(0.032)
+
+
+def test_microphone_callback_path_resamples_and_stamps() -> None:
+    """The PortAudio side is outside the project: feed the callback as PortAudio would
+    (48 kHz float32 blocks) and read the chunks the source makes of them."""
+    from glasses_agent.clock import ManualClock
+
+    clock = ManualClock(100.0)
+    mic = MicrophoneSource("", clock=clock)
+    mic.device_rate_hz = 48_000
+    mic._stream = object()  # as if opened: iteration must not open a device
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(32 * 1536) / 48_000)).astype(np.float32)
+    for block in tone.reshape(-1, 1536):  # 32 ms blocks, one channel
+        mic._callback(block[:, None], len(block), None, None)
+    chunks = []
+    for chunk in mic:
+        chunks.append(chunk)
+        if len(chunks) == 25:
+            break
+    mic._stream = None
+    mic.close()
+    assert chunks[0].timestamp_s == pytest.approx(100.0 - 0.032)
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after.timestamp_s == pytest.approx(before.timestamp_s + 0.032)
+    audio = np.concatenate([c.samples for c in chunks])
+    expected = 0.5 * np.sin(2 * np.pi * 440 * np.arange(len(audio)) / RATE_HZ)
+    # soxr's filter delays the stream a little; compare past its start-up
+    assert _similarity(audio[2000:], expected[2000:].astype(np.float32)) > 0.99
