@@ -76,6 +76,26 @@ SIGN = seen(text=(("Main Street", 0.93, (40, 90, 300, 130)), ("EXIT 12", 0.97, (
         ("which models are you using", "device_status"),
         ("How long does an AA battery last?", "other"),
         ("", "other"),
+        # Phrasings a wearer uses; each once misrouted by a too broad or too narrow pattern.
+        ("Is the camera on?", "privacy_status"),  # a question: never switches the camera
+        ("is privacy mode on", "privacy_status"),
+        ("what is privacy mode", "privacy_status"),
+        ("stop recording", "privacy_on"),
+        ("stop recording my voice memo", "other"),
+        ("What's the status of my flight?", "other"),
+        ("what is the battery life of this phone", "other"),
+        ("status", "device_status"),
+        ("what's my battery", "device_status"),
+        ("do you know what time it is", "time"),
+        ("How much is this?", "price"),
+        ("how much does that cost", "price"),
+        ("what's the price", "price"),
+        ("how much does this weigh", "other"),
+        ("what's written on the sign", "read_text"),
+        ("can you tell me what this says", "read_text"),
+        ("can you tell me what this is", "identify"),
+        ("what's the barcode", "barcode"),
+        ("is it going to rain", "other"),
     ],
 )
 def test_intents(text: str, intent: str) -> None:
@@ -147,6 +167,36 @@ def test_device_status_uses_what_is_passed_in() -> None:
     assert d.kind == "local" and d.rule == "device_status"
     assert "Battery 42 percent, charging." in d.reply
     assert "Offline" in d.reply and "speech Whisper tiny.en" in d.reply
+
+
+def test_how_much_is_this_reads_the_price_from_ocr() -> None:
+    tag = seen(text=(("Organic Apples", 0.9, (0, 0, 200, 30)),
+                     ("$3.99 / lb", 0.9, (0, 40, 200, 70))))
+    d = route(query("how much is this?", tag), now=NOW, device=ONLINE)
+    assert (d.kind, d.rule, d.reply) == ("local", "price", "The price says: $3.99 / lb.")
+    menu = seen(text=tuple((f"{dish} {price}", 0.9, (0, 40 * i, 200, 40 * i + 30))
+                           for i, (dish, price) in enumerate(
+                               [("Coffee", "2.50"), ("Tea", "2.00"), ("Cake", "3,50"),
+                                ("Bun", "1.20")])))
+    d = route(query("what's the price", menu), now=NOW, device=ONLINE)
+    assert d.reply == "I see 4 prices: Coffee 2.50. Tea 2.00. Cake 3,50, and more."
+    # No price in view (a date is not a price): the cloud gets the text and the keyframe.
+    label = seen(text=(("Best before 12.05.2026", 0.9, (0, 0, 200, 30)),))
+    d = route(query("how much is this", label, keyframes_jpeg=(JPEG,)), now=NOW, device=ONLINE)
+    assert d.kind == "escalate" and "no price" in d.reason and d.keyframe is not None
+    assert d.facts["text"] == ["Best before 12.05.2026"]
+    offline = offline_fallback(query("how much is this", label), now=NOW, device=ONLINE)
+    assert offline.reply == "I'm offline, but I can read: Best before 12.05.2026."
+    private = route(query("how much is this", tag), now=NOW, device=DeviceStatus(privacy=True))
+    assert "camera is off" in private.reply and "3.99" not in private.reply
+
+
+def test_a_question_about_the_camera_answers_its_state_and_switches_nothing() -> None:
+    d = route(query("is the camera on?"), now=NOW, device=ONLINE)
+    assert (d.kind, d.rule, d.action) == ("local", "privacy_status", None)
+    assert d.reply.startswith("The camera is on")
+    d = route(query("is the camera on?"), now=NOW, device=DeviceStatus(privacy=True))
+    assert d.action is None and d.reply.startswith("Privacy mode is on: the camera is off")
 
 
 def test_privacy_switch_and_privacy_mode() -> None:

@@ -9,20 +9,23 @@ cloud could not answer (timeout, offline), said as such.
 
 The rules, first match wins (docs/router.md has the table):
 
-1. privacy on/off ("turn off the camera", "privacy mode", "camera on"): local,
+1. a question about the camera ("is the camera on?"): local, its state;
+   privacy on/off ("turn off the camera", "privacy mode", "camera on"): local,
    with an ``action`` for the runtime to carry out;
 2. time and date: local, from ``now``;
 3. device status (battery, link, models): local, from ``DeviceStatus``;
 4. with privacy on, anything that needs the camera: local, "the camera is off";
 5. "read this" / "what does it say": local from OCR text (a barcode if no text);
 6. "what's this barcode" / "scan this": local from the decoded barcode;
-7. "what is this" / "what am I looking at": local from recognition labels when
+7. "how much is this": local from the OCR lines that show a price; otherwise
+   escalated with the keyframe;
+8. "what is this" / "what am I looking at": local from recognition labels when
    the best scores at least ``confident_label_score``; otherwise escalated
    with the keyframe (``escalate_unsure``), or "not sure" when offline;
-8. the query's ``contemplate`` flag or a ``contemplate_keywords`` phrase:
+9. the query's ``contemplate`` flag or a ``contemplate_keywords`` phrase:
    escalate in contemplating mode;
-9. everything else: escalate with the facts, and a keyframe when the question
-   refers to what is in view.
+10. everything else: escalate with the facts, and a keyframe when the question
+    refers to what is in view.
 
 When the link is down (``DeviceStatus.link == "offline"``) a query that would
 be escalated gets ``offline_fallback`` straight away instead of waiting for a
@@ -32,6 +35,7 @@ timeout.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +64,15 @@ Action = Literal["privacy_on", "privacy_off"]
 _DEFAULT_CONFIG = RouterConfig()
 _MAX_READ_CHARS = 280
 _MAX_LABELS = 5
+_MAX_PRICES = 3
+_CAMERA_INTENTS = frozenset({"read_text", "barcode", "identify", "price"})
+# A price on a tag or a menu line: with a currency ("$3.99", "2,50 €", "12 EUR")...
+_PRICE = re.compile(
+    r"[$€£¥₹]\s?\d[\d,.]*|\d[\d,.]*\s?(?:[$€£¥₹]|(?:usd|eur|gbp|chf|dollars?|euros?|pounds?)\b)",
+    re.IGNORECASE,
+)
+# ... or, when no line has a currency, a bare amount with two decimals ("3.99", "2,50").
+_BARE_PRICE = re.compile(r"(?<![\d.,])\d{1,5}[.,]\d{2}(?![\d.,%])")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +238,26 @@ def _spoken_text(lines: Sequence[str]) -> str:
     return f"It says: {_read_out(lines)}"
 
 
+def _price_lines(lines: Sequence[str]) -> list[str]:
+    """The OCR lines that show a price (with a currency if any line has one)."""
+    marked = [line for line in lines if _PRICE.search(line)]
+    return marked or [line for line in lines if _BARE_PRICE.search(line)]
+
+
+def _spoken_prices(lines: Sequence[str]) -> str:
+    if len(lines) == 1:
+        return f"The price says: {_read_out(lines)}"
+    more = ", and more" if len(lines) > _MAX_PRICES else ""
+    shown = _read_out(lines[:_MAX_PRICES]).rstrip(".")
+    return f"I see {len(lines)} prices: {shown}{more}."
+
+
+def _spoken_privacy(device: DeviceStatus) -> str:
+    if device.privacy:
+        return "Privacy mode is on: the camera is off. Say 'camera on' to turn it back on."
+    return "The camera is on; privacy mode is off. Say 'privacy on' to turn the camera off."
+
+
 def _spoken_status(device: DeviceStatus) -> str:
     parts = []
     if device.battery_percent is not None:
@@ -276,6 +309,11 @@ def _device_answer(
         if barcodes:
             return "barcode", _spoken_barcode(barcodes[0]), "no text, but a barcode"
         return None
+    if intent == "price":
+        prices = _price_lines(text)
+        if prices:
+            return "price", _spoken_prices(prices), f"OCR read {len(prices)} price line(s)"
+        return None
     if intent == "barcode":
         if barcodes:
             more = f" I see {len(barcodes) - 1} more." if len(barcodes) > 1 else ""
@@ -302,6 +340,9 @@ def route(
     ``keyframes``: candidates (default: the query's own ``keyframes_jpeg``, taken at the
     query's time)."""
     intent = classify(query.text)
+    if intent == "privacy_status":
+        return _decision(query, "local", "privacy_status", "asked about the camera's state",
+                         reply=_spoken_privacy(device))
     if intent == "privacy_on":
         return _decision(query, "local", "privacy_on", "asked to turn the camera off",
                          reply="Privacy mode on. The camera is off.", action="privacy_on")
@@ -317,8 +358,7 @@ def route(
     if intent == "device_status":
         return _decision(query, "local", "device_status", "device state is known on the device",
                          reply=_spoken_status(device))
-    camera_intent = intent in ("read_text", "barcode", "identify")
-    if device.privacy and camera_intent:
+    if device.privacy and intent in _CAMERA_INTENTS:
         return _decision(query, "local", "privacy", "privacy mode: the camera is off",
                          reply="The camera is off in privacy mode. Say 'camera on' to use it.")
     answer = _device_answer(query, intent, device, config)
@@ -357,6 +397,7 @@ def _wants_contemplating(query: Query, config: RouterConfig) -> tuple[bool, str]
 def _escalation_reason(intent: Intent) -> str:
     return {
         "read_text": "asked to read, but no text was read on the device",
+        "price": "asked for a price, but no price was read on the device",
         "identify": "recognition is not confident",
     }.get(intent, "not answerable on the device")
 
@@ -370,7 +411,7 @@ def _keyframe_for(
 ) -> tuple[Keyframe | None, str]:
     if device.privacy:
         return None, "no keyframe (privacy mode)"
-    if intent not in ("read_text", "identify") and not is_visual(query.text):
+    if intent not in _CAMERA_INTENTS and not is_visual(query.text):
         return None, "no keyframe (the question is not about what is in view)"
     candidates = list(keyframes) or [
         Keyframe(timestamp_s=query.timestamp_s, jpeg=jpeg) for jpeg in query.keyframes_jpeg
