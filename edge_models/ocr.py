@@ -366,8 +366,9 @@ class TextReader:
                 results[i] = result
         return results
 
-    def read(self, image_bgr: np.ndarray) -> list[TextLine]:
-        """All text lines: (text, score, (x0, y0, x1, y1)), top to bottom, left to right."""
+    def read_quads(self, image_bgr: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
+        """All text lines as (text, score, quad): the quad [4,2] (tl, tr, br, bl) in the
+        given image's pixels, which keeps the line's slant; in the detector's order."""
         original = as_bgr(image_bgr)
         orig_h, orig_w = original.shape[:2]
         image, ratio_h, ratio_w = _bound_image(original)
@@ -377,7 +378,7 @@ class TextReader:
             return []
         crops = self.orient([crop_quad(image, q.copy()) for q in quads])
         texts = self.recognize(crops)
-        lines: list[TextLine] = []
+        lines: list[tuple[str, float, np.ndarray]] = []
         for quad, (text, score) in zip(quads, texts, strict=True):
             if not text.strip() or score < TEXT_SCORE:
                 continue
@@ -388,7 +389,11 @@ class TextReader:
             q = np.maximum(q, 0)
             q[:, 0] = np.minimum(q[:, 0], orig_w)
             q[:, 1] = np.minimum(q[:, 1], orig_h)
-            box = (int(np.floor(q[:, 0].min())), int(np.floor(q[:, 1].min())),
-                   int(np.ceil(q[:, 0].max())), int(np.ceil(q[:, 1].max())))
-            lines.append((text, float(score), box))
+            lines.append((text, float(score), q))
         return lines
+
+    def read(self, image_bgr: np.ndarray) -> list[TextLine]:
+        """All text lines: (text, score, (x0, y0, x1, y1)), top to bottom, left to right."""
+        return [(text, score, (int(np.floor(q[:, 0].min())), int(np.floor(q[:, 1].min())),
+                               int(np.ceil(q[:, 0].max())), int(np.ceil(q[:, 1].max()))))
+                for text, score, q in self.read_quads(image_bgr)]

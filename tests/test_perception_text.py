@@ -85,3 +85,31 @@ def test_prices_and_times_are_kept_intact() -> None:
              ["Mon-Fri 7:05 pm", "Lunch 12h30", "at 9.30 am", "Tea 3.49", "€ 5", "123:45"]]
     assert find_times(lines) == ["7:05 pm", "12h30", "9.30 am"]
     assert find_prices(lines) == ["€ 5"]
+
+
+def _turned(image: object, degrees: float) -> object:
+    import cv2
+    import numpy as np
+
+    h, w = image.shape[:2]  # type: ignore[attr-defined]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    out = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(out)
+
+
+@pytest.mark.parametrize("degrees", [-7.0, 6.0])
+def test_a_menu_seen_at_a_slant_keeps_its_rows(degrees: float) -> None:
+    # Items and prices in two columns, turned a few degrees: the upright boxes of the
+    # slanted lines overlap the rows above and below, which once joined "Tea Cappuccino".
+    import numpy as np
+
+    items = render_sign(["Espresso", "Cappuccino", "Tea"], size_px=40)
+    prices = render_sign(["$2.50", "$3.40", "$1.90"], size_px=40)
+    gap = np.full((items.shape[0], 120, 3), items[0, 0], np.uint8)
+    menu = _turned(np.hstack([items, gap, prices]), degrees)
+    image = photograph(menu, background="coffee", scale=0.9, at=(20, 60), strength=0.05,
+                       blur_px=1.0, noise_sigma=4.0, seed=11)
+    lines = _read(image)
+    assert " ".join(line.text for line in lines) == \
+        "Espresso $2.50 Cappuccino $3.40 Tea $1.90"
+    assert find_prices(lines) == ["$2.50", "$3.40", "$1.90"]
