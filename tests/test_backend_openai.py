@@ -180,6 +180,31 @@ def test_real_server_contemplating_with_a_model_merge(llama_server: str) -> None
     assert backend.seen[-1] == "c#merge"
 
 
+def test_real_server_with_a_text_only_model_still_answers_a_query_with_a_keyframe(
+    llama_server: str,
+) -> None:
+    # llama.cpp's server cannot put image parts in SmolLM2's chat template: it answers
+    # HTTP 200 and an empty, unfinished stream. Once that answered "" (an empty answer).
+    config = dataclasses.replace(real_config(llama_server), send_images=True)
+    request = ReasoningRequest(query_id="k", text="what does the sign say?", facts=SIGN,
+                               images_jpeg=(JPEG,), max_tokens=24)
+
+    async def run() -> tuple[str, bool, str]:
+        backend = OpenAIBackend(config)
+        try:
+            first = "".join([d async for d in backend.stream(request)])
+            images_ok = backend.images_ok
+            again = "".join([d async for d in backend.stream(request)])
+            return first, images_ok, again
+        finally:
+            await backend.aclose()
+
+    first, images_ok, again = asyncio.run(run())
+    assert "EXIT" in first or "Main" in first
+    assert not images_ok  # learned: later queries go as text only, at once
+    assert again == first  # temperature 0
+
+
 def test_real_server_wrong_path_is_a_clear_404(llama_server: str) -> None:
     config = real_config(llama_server.removesuffix("/v1") + "/nope")
     with pytest.raises(BackendError, match="HTTP 404.*base_url") as info:
@@ -389,6 +414,12 @@ def test_malformed_and_error_events() -> None:
     assert isinstance(got, BackendError) and "malformed event" in str(got)
     got, _ = run_fake(sse([event("Par"), b'data: {"error": {"message": "overloaded"}}\n\n']))
     assert isinstance(got, BackendError) and "mid-answer: overloaded" in str(got)
+    # A stream that just stops (no [DONE], no finish_reason) is a failure, not an answer.
+    got, _ = run_fake(sse([event("Half an ans")]))
+    assert isinstance(got, BackendError) and got.code == "backend_failed"
+    assert "unfinished" in str(got)
+    finish = b'data: {"choices":[{"delta":{"content":"Done."},"finish_reason":"stop"}]}\n\n'
+    assert run_fake(sse([finish]))[0] == ["Done."]
 
 
 def test_cancelling_closes_the_connection() -> None:

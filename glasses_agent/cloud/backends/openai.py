@@ -6,7 +6,13 @@ and each ``choices[0].delta.content`` is yielded as it arrives. The API key is
 read from the environment variable named by ``[openai] api_key_env`` (never
 from a file); with no key set, no ``Authorization`` header is sent (local
 servers need none). Keyframes go along as ``image_url`` parts (``data:`` URLs)
-when ``[openai] send_images`` is on.
+when ``[openai] send_images`` is on. A server whose model takes no images
+(llama.cpp's server with a text model answers HTTP 200 and an empty, unfinished
+stream) fails such a request before any text: it is sent again as text only,
+and once that works the backend sends text only from then on (with a warning).
+
+A stream must end with ``data: [DONE]`` or a choice with a ``finish_reason``;
+one that just stops is a failure (``backend_failed``), not an empty answer.
 
 Every failure is a ``BackendError`` with a code the edge can act on:
 
@@ -15,7 +21,7 @@ Every failure is a ``BackendError`` with a code the edge can act on:
 ``backend_unavailable`` cannot connect; HTTP 401/403 (key), 404 (URL or model name)
 ``backend_timeout``     no answer within ``timeout_s``; a stream silent for
                         ``stall_timeout_s``
-``backend_failed``      HTTP 5xx and other statuses; a malformed stream
+``backend_failed``      HTTP 5xx and other statuses; a malformed or unfinished stream
 ======================  ==============================================================
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,6 +43,8 @@ from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, Usage
 from glasses_agent.config import Config, OpenAIConfig
 
 __all__ = ["OpenAIBackend", "RateLimitedError", "create", "parse_retry_after_s"]
+
+logger = logging.getLogger(__name__)
 
 
 _DEFAULT = OpenAIConfig()
@@ -113,12 +122,16 @@ class OpenAIBackend:
             transport=transport,
         )
         self._usage: dict[str, Usage] = {}
+        # False once the server has shown that it answers only without image parts.
+        self.images_ok = config.send_images
 
-    def request_body(self, request: ReasoningRequest) -> dict[str, Any]:
-        """The JSON body sent for ``request``."""
+    def request_body(self, request: ReasoningRequest, *, images: bool | None = None
+                     ) -> dict[str, Any]:
+        """The JSON body sent for ``request`` (``images``: default ``send_images``)."""
         return {
             "model": self.config.model,
-            "messages": build_messages(request, images=self.config.send_images),
+            "messages": build_messages(
+                request, images=self.config.send_images if images is None else images),
             "max_tokens": request.max_tokens,
             "temperature": self.config.temperature,
             "stream": True,
@@ -169,10 +182,46 @@ class OpenAIBackend:
             yield line
 
     async def stream(self, request: ReasoningRequest) -> AsyncIterator[str]:
-        body = self.request_body(request)
-        where = self.config.base_url
+        with_images = self.images_ok and bool(request.images_jpeg)
+        body = self.request_body(request, images=with_images)  # a bad keyframe fails here
+        said = False
         try:
-            async with self._client.stream("POST", "chat/completions", json=body) as response:
+            async for delta in self._stream(body, request.query_id):
+                said = True
+                yield delta
+            return
+        except BackendError as exc:
+            if not with_images or said or exc.code != "backend_failed":
+                raise
+            logger.warning("%s failed a request with %d image(s) (%s); sending it as text only",
+                           self.config.base_url, len(request.images_jpeg), exc)
+        async for delta in self._stream(self.request_body(request, images=False),
+                                        request.query_id):
+            if self.images_ok:
+                self.images_ok = False
+                logger.warning("%s answers only without images: keyframes are not sent to it "
+                               "from now on (set openai.send_images = false to say so)",
+                               self.config.base_url)
+            yield delta
+
+    async def _send(self, body: dict[str, Any]) -> httpx.Response:
+        """POST ``body``; the response once its headers are in (the body streams)."""
+        request = self._client.build_request("POST", "chat/completions", json=body)
+        try:
+            return await self._client.send(request, stream=True)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # Nothing came back: most likely a kept-alive connection that the server had
+            # just closed (uvicorn closes idle ones after 5 s). Once more, on a new one.
+            logger.info("%s: %s before any answer; sending again", self.config.base_url,
+                        type(exc).__name__)
+            return await self._client.send(request, stream=True)
+
+    async def _stream(self, body: dict[str, Any], query_id: str) -> AsyncIterator[str]:
+        where = self.config.base_url
+        finished = False
+        try:
+            response = await self._send(body)
+            try:
                 if response.status_code != 200:
                     await response.aread()
                     raise self._status_error(response)
@@ -183,9 +232,15 @@ class OpenAIBackend:
                     payload = line[len("data:"):].strip()
                     if payload == "[DONE]":
                         return
-                    delta = self._delta(payload, request.query_id)
+                    delta, ended = self._delta(payload, query_id)
+                    finished = finished or ended
                     if delta:
                         yield delta
+            finally:
+                await response.aclose()
+            if not finished:
+                raise BackendError(f"{where}: the answer stream ended unfinished (no [DONE] "
+                                   "and no finish_reason): the server failed mid-answer?")
         except httpx.ConnectError as exc:
             raise BackendError(
                 f"cannot reach {where}: {exc or type(exc).__name__}", code="backend_unavailable"
@@ -199,7 +254,8 @@ class OpenAIBackend:
         except httpx.HTTPError as exc:
             raise BackendError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
-    def _delta(self, payload: str, query_id: str) -> str:
+    def _delta(self, payload: str, query_id: str) -> tuple[str, bool]:
+        """(the content of one event, whether it ends the answer)."""
         try:
             event = json.loads(payload)
         except ValueError as exc:
@@ -220,10 +276,11 @@ class OpenAIBackend:
             )
         choices = event.get("choices") or []
         if not choices or not isinstance(choices[0], Mapping):
-            return ""
+            return "", False
         delta = choices[0].get("delta") or {}
         content = delta.get("content") if isinstance(delta, Mapping) else None
-        return content if isinstance(content, str) else ""
+        ended = bool(choices[0].get("finish_reason"))
+        return (content if isinstance(content, str) else ""), ended
 
     def pop_usage(self, query_id: str) -> Usage | None:
         """Token counts, when the server reported them in the stream."""
