@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from glasses_agent.errors import GlassesError
+from glasses_agent.errors import BadInputError, GlassesError
 
 __all__ = [
     "PREFERRED_PROVIDERS",
@@ -65,7 +65,7 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
 
     ``requested`` may use short names (``tensorrt``, ``cuda``, ``cpu``). Empty
     means TensorRT, CUDA, CPU where available. A requested provider that this
-    build lacks is an error, so a typo is not silently ignored.
+    build lacks is a ``BadInputError`` (exit 2), so a typo is not silently ignored.
     """
     available = available_providers()
     if not requested:
@@ -75,7 +75,7 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
     for name in requested:
         full = _SHORT_NAMES.get(name.lower(), name)
         if full not in available:
-            raise GlassesError(
+            raise BadInputError(
                 f"execution provider {name!r} is not available in this onnxruntime "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu for CUDA/TensorRT"
             )
