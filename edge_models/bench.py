@@ -17,11 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_models.registry import check, get_spec, load_registry, quantized_variants
+from edge_models.registry import MANIFEST, check, get_spec, load_registry, quantized_variants
 from edge_models.sessions import create_session
 from glasses_agent.errors import BadInputError
 
@@ -60,9 +61,10 @@ class PairResult:
         return asdict(self)
 
 
-def benchable() -> list[str]:
+def benchable(*, manifest: Path = MANIFEST) -> list[str]:
     """The fp32 models that have a registered int8 variant."""
-    return [name for name in load_registry() if quantized_variants(name)]
+    return [name for name in load_registry(manifest)
+            if quantized_variants(name, manifest=manifest)]
 
 
 def _recognition_inputs() -> list[np.ndarray]:
@@ -168,8 +170,8 @@ _TASKS: dict[str, tuple[Callable[[], list[np.ndarray]],
 }
 
 
-def _session(name: str, providers: Sequence[str], threads: int) -> Any:
-    return create_session(check(get_spec(name)), name=name, providers=providers,
+def _session(name: str, providers: Sequence[str], threads: int, manifest: Path) -> Any:
+    return create_session(check(get_spec(name, manifest=manifest)), name=name, providers=providers,
                           intra_op_threads=threads)
 
 
@@ -180,19 +182,21 @@ def bench_pair(
     intra_op_threads: int = 2,
     runs: int = 3,
     warmup: int = 2,
+    manifest: Path = MANIFEST,
 ) -> PairResult:
     """fp32 model ``name`` against its int8 variant: ``runs`` passes over the inputs."""
-    spec = get_spec(name)
-    variants = quantized_variants(name)
+    spec = get_spec(name, manifest=manifest)
+    variants = quantized_variants(name, manifest=manifest)
     if not variants:
         raise BadInputError(f"model {name!r} has no int8 variant to compare "
-                            f"(benchable: {', '.join(benchable())})")
+                            f"(benchable: {', '.join(benchable(manifest=manifest))})")
     if spec.task not in _TASKS:
         raise BadInputError(f"no benchmark inputs for {spec.task!r} models")
     make_inputs, agree, metric = _TASKS[spec.task]
     inputs = make_inputs()
     int8_spec = variants[0]
-    sessions = {v: _session(v, providers, intra_op_threads) for v in (name, int8_spec.name)}
+    sessions = {v: _session(v, providers, intra_op_threads, manifest)
+                for v in (name, int8_spec.name)}
     feed = {v: s.get_inputs()[0].name for v, s in sessions.items()}
     outputs: dict[str, list[np.ndarray]] = {v: [] for v in sessions}
     times: dict[str, list[float]] = {v: [] for v in sessions}
@@ -212,7 +216,7 @@ def bench_pair(
         t = np.array(times[v]) * 1000
         return VariantResult(
             name=v, provider=sessions[v].get_providers()[0],
-            size_bytes=check(get_spec(v)).stat().st_size,
+            size_bytes=check(get_spec(v, manifest=manifest)).stat().st_size,
             latency_median_ms=round(float(np.median(t)), 3),
             latency_p95_ms=round(float(np.percentile(t, 95)), 3),
         )
@@ -247,10 +251,13 @@ def bench(
     providers: Sequence[str] = (),
     intra_op_threads: int = 2,
     runs: int = 3,
+    manifest: Path = MANIFEST,
 ) -> list[PairResult]:
-    """Every named fp32 model (default: all that have int8 variants) against its int8."""
-    return [bench_pair(n, providers=providers, intra_op_threads=intra_op_threads, runs=runs)
-            for n in (names or benchable())]
+    """Every named fp32 model (default: all that have int8 variants) against its int8,
+    as the registry at ``manifest`` names them."""
+    return [bench_pair(n, providers=providers, intra_op_threads=intra_op_threads, runs=runs,
+                       manifest=manifest)
+            for n in (names or benchable(manifest=manifest))]
 
 
 def format_table(results: Sequence[PairResult]) -> str:

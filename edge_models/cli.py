@@ -18,7 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_models.registry import MANIFEST, ModelSpec, labels_path, load_registry, resolve_path
+from edge_models.registry import (
+    MANIFEST,
+    ModelSpec,
+    labels_path,
+    load_registry,
+    quantized_variants,
+    resolve_path,
+)
 from edge_models.sessions import ModelFileError, available_providers, sha256_file
 from glasses_agent.errors import BadInputError, GlassesError
 
@@ -128,18 +135,17 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from edge_models.quantize import quantize
 
     result = quantize(args.name, output=args.output, frames=args.frames,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, manifest=args.manifest)
     print(f"wrote {result.output}: {result.size_bytes} bytes "
           f"({result.size_bytes / result.fp32_size_bytes:.0%} of fp32), "
           f"{result.frames} calibration frames")
     print(f"sha256 {result.sha256}")
-    registered = [s for s in load_registry().values() if s.quantized_from == args.name]
-    for spec in registered:
+    for spec in quantized_variants(args.name, manifest=args.manifest):
         if spec.sha256 == result.sha256:
             print(f"matches the registered {spec.name}")
         elif resolve_path(spec) == result.output.resolve():
             print(f"differs from the registered {spec.name}: update sha256 and size_bytes in "
-                  f"{MANIFEST}")
+                  f"{args.manifest}")
         else:
             print(f"differs from the registered {spec.name} (another onnxruntime version, or "
                   "other calibration frames)")
@@ -151,7 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
     results = bench(args.names, providers=providers, intra_op_threads=args.threads,
-                    runs=args.runs)
+                    runs=args.runs, manifest=args.manifest)
     print(format_table(results))
     for r in results:
         if r.agreement_confident is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_models.registry import check, get_spec
+from edge_models.registry import MANIFEST, check, get_spec, quantized_variants, resolve_path
 from edge_models.sessions import sha256_file
 from glasses_agent.errors import BadInputError
 
@@ -133,15 +133,6 @@ def calibration_frames(task: str, count: int | None = None) -> list[dict[str, np
     return list(_FRAMES[task](count or DEFAULT_FRAMES[task]))
 
 
-def _int8_target(name: str) -> Path | None:
-    from edge_models.registry import load_registry, resolve_path
-
-    for spec in load_registry().values():
-        if spec.quantized_from == name:
-            return resolve_path(spec)
-    return None
-
-
 def _opset13(source: Path, tmp: Path) -> Path:
     """Per-channel QDQ needs opset 13 (DequantizeLinear's axis); PP-OCR files are opset 11."""
     import onnx
@@ -162,11 +153,13 @@ def quantize(
     output: Path | None = None,
     frames: int | None = None,
     progress: bool = True,
+    manifest: Path = MANIFEST,
 ) -> QuantizeResult:
     """Quantize the registered fp32 model ``name`` to int8 static QDQ; write ``output``.
 
     ``output`` defaults to the file of the registered int8 variant of ``name``
-    (so the shipped file is rebuilt in place), else ``NAME_int8.onnx`` here.
+    (so the shipped file is rebuilt in place), else ``NAME_int8.onnx`` here. The
+    models are looked up in the registry at ``manifest``.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -179,7 +172,7 @@ def quantize(
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from tqdm import tqdm
 
-    spec = get_spec(name)
+    spec = get_spec(name, manifest=manifest)
     if spec.quantized_from:
         raise BadInputError(f"model {name!r} is already int8 (quantized from "
                             f"{spec.quantized_from!r}); quantize that one")
@@ -187,7 +180,8 @@ def quantize(
     inputs = calibration_frames(spec.task, frames)
     if not inputs:
         raise BadInputError(f"no calibration frames could be made for {name!r}")
-    target = output or _int8_target(name) or Path(f"{name}_int8.onnx")
+    registered = quantized_variants(name, manifest=manifest)
+    target = output or (resolve_path(registered[0]) if registered else Path(f"{name}_int8.onnx"))
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

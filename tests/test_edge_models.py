@@ -223,3 +223,22 @@ def test_tensorrt_keeps_its_engines(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert trt[1]["trt_engine_cache_enable"] == "True"
     assert trt[1]["trt_engine_cache_path"] == str(tmp_path / "trt")
     assert (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def test_quantize_and_bench_use_the_manifest_given(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # --manifest once applied to list and verify only: quantize rebuilt the shipped int8 file
+    # of the default registry, and bench ignored the registry the user named.
+    manifest = _manifest_with(tmp_path, "efficientnet_lite0_int8", resource='"file:int8.onnx"')
+    shipped = check(get_spec("efficientnet_lite0_int8"))
+    before = shipped.stat().st_mtime_ns
+    assert cli.main(["--manifest", str(manifest), "quantize", "efficientnet_lite0_fp32",
+                     "--frames", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "int8.onnx").is_file() and shipped.stat().st_mtime_ns == before
+    assert f"wrote {tmp_path / 'int8.onnx'}" in out
+    assert f"update sha256 and size_bytes in {manifest}" in out
+    # That registry's int8 entry now names a file with another hash: bench says so.
+    assert cli.main(["--manifest", str(manifest), "bench", "efficientnet_lite0_fp32",
+                     "--runs", "1"]) == 2
+    assert "int8.onnx has sha256" in capsys.readouterr().err
