@@ -23,7 +23,7 @@ from glasses_agent.cloud.contemplate import (
     plan_agents,
     run_agents,
 )
-from glasses_agent.cloud.reasoning import BackendError, DelayBackend, ReasoningRequest
+from glasses_agent.cloud.reasoning import BackendError, DelayBackend, ReasoningRequest, Usage
 from glasses_agent.config import ContemplateConfig, LocalLlmConfig
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
@@ -157,6 +157,27 @@ def test_merge_drops_duplicates_and_refusals() -> None:
                   elapsed_s=0.1),
     ]
     assert deterministic_merge("read the sign", answers) == ["The sign says Main Street."]
+    # Contractions: "shouldn't" and "should not" say the same thing once.
+    said_twice = [SubAnswer(agent="reader", text="No, you shouldn't.", status="done",
+                            elapsed_s=0.1),
+                  SubAnswer(agent="knowledge", text="No, you should not.", status="done",
+                            elapsed_s=0.1)]
+    assert len(deterministic_merge("should I?", said_twice)) == 1
+
+
+def test_sub_agents_token_counts_are_added_up_and_taken_from_the_backend() -> None:
+    backend = DelayBackend(text="Fine.", deltas=1)
+    usage: list[Usage] = []
+
+    async def run() -> str:
+        req = request("should I buy this?")
+        return "".join([d async for d in contemplate(
+            backend, req, ContemplateConfig(merge="model"), on_usage=usage.append)])
+
+    assert asyncio.run(run()) == "Fine."
+    assert not backend._usage  # every call's counts were taken, none left to grow
+    # Three agents and the merge call, one word each.
+    assert len(usage) == 1 and usage[0].completion_tokens == 4
 
 
 def test_a_slow_agent_is_cancelled_and_the_answer_uses_what_arrived() -> None:
@@ -273,9 +294,18 @@ def local_backend() -> Iterator[Any]:
 def test_contemplating_on_the_embedded_model(local_backend: Any) -> None:
     # Generous timeout: the three agents share one model and run one after another.
     config = ContemplateConfig(token_budget=32, timeout_s=240.0)
-    got = answer(local_backend, request("what does the sign say?", images_jpeg=()), config)
+    usage: list[Usage] = []
+
+    async def run() -> str:
+        req = request("what does the sign say?", images_jpeg=())
+        return "".join([d async for d in contemplate(local_backend, req, config,
+                                                     on_usage=usage.append)])
+
+    got = asyncio.run(run())
     assert "Main Street" in got
-    assert local_backend.pop_usage("q#reader") is not None  # the reader really ran
+    # The three agents' token counts, added up; none left behind in the backend.
+    assert len(usage) == 1 and usage[0].prompt_tokens > 100 and usage[0].completion_tokens > 3
+    assert not local_backend._usage
 
 
 @pytest.mark.parametrize(

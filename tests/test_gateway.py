@@ -254,7 +254,8 @@ def test_a_second_connection_resuming_the_session_replaces_the_first() -> None:
 
 def test_contemplating_queries_are_answered() -> None:
     async def main() -> None:
-        async with running_gateway(DelayBackend(text="Merged.", deltas=2)) as gw:
+        backend = DelayBackend(text="Merged.", deltas=2)
+        async with running_gateway(backend) as gw:
             async with EdgeClient(cloud_config(gw.url)) as client:
                 from glasses_agent.frames import Query
 
@@ -262,6 +263,10 @@ def test_contemplating_queries_are_answered() -> None:
                               contemplate=True)
                 answer = await client.ask(query, facts={"labels": [{"name": "shoe"}]}).result()
                 assert answer.text.strip()
+                # The sub-agents' own counts (scene, knowledge), added up: not an estimate,
+                # and none left in the backend (they once piled up there, query after query).
+                assert not answer.usage_estimated and answer.completion_tokens == 2
+                assert not backend._usage
 
     run(main())
 

@@ -36,12 +36,18 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from glasses_agent.cloud.prompts import merge_prompt
-from glasses_agent.cloud.reasoning import BackendError, ReasoningBackend, ReasoningRequest
+from glasses_agent.cloud.reasoning import (
+    BackendError,
+    ReasoningBackend,
+    ReasoningRequest,
+    Usage,
+    pop_usage,
+)
 from glasses_agent.config import ContemplateConfig
 
 __all__ = [
@@ -86,6 +92,7 @@ class SubAnswer:
     status: Literal["done", "timed_out", "failed"]
     elapsed_s: float
     error: str = ""
+    usage: Usage | None = None  # as the backend reported it (None: it did not)
 
 
 def _check(config: ContemplateConfig) -> None:
@@ -187,6 +194,7 @@ async def _run_agent(
     answer = SubAnswer(
         agent=agent, text="".join(parts), status=status,
         elapsed_s=loop.time() - start, error=error,
+        usage=pop_usage(backend, request.query_id),
     )
     logger.info(
         "contemplate %s: %s %s after %.2f s, %d chars%s",
@@ -258,7 +266,10 @@ def _usable_sentences(answer: SubAnswer) -> list[str]:
 
 
 def _words(sentence: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", sentence.lower()))
+    text = sentence.lower().replace("\u2019", "'")
+    # "shouldn't" and "should not" say the same.
+    text = re.sub(r"\bwon't\b", "will not", re.sub(r"\bcan't\b", "can not", text))
+    return set(re.findall(r"[a-z0-9]+", text.replace("n't", " not")))
 
 
 def _is_new(sentence: str, chosen: Sequence[str]) -> bool:
@@ -316,6 +327,7 @@ async def _model_merge(
     request: ReasoningRequest,
     tasks: dict[str, asyncio.Task[SubAnswer]],
     config: ContemplateConfig,
+    usages: list[Usage | None],
 ) -> AsyncGenerator[str, None]:
     answers = list(await asyncio.gather(*tasks.values()))
     notes = [(a.agent, " ".join(_usable_sentences(a))) for a in answers]
@@ -342,16 +354,35 @@ async def _model_merge(
             raise BackendError(f"contemplating: the merge call broke off: {exc}") from exc
         logger.warning("contemplate %s: model merge failed (%s); merging deterministically",
                        request.query_id, exc or type(exc).__name__)
+    finally:
+        usages.append(pop_usage(backend, merge.query_id))
     sentences = deterministic_merge(request.text, answers)
     if not sentences:
         raise _nothing_arrived(answers, config.timeout_s)
     yield " ".join(sentences)
 
 
+def _total(usages: Sequence[Usage | None]) -> Usage | None:
+    """The counts added up; None unless every call reported its counts."""
+    if not usages or any(u is None for u in usages):
+        return None
+    return Usage(prompt_tokens=sum(u.prompt_tokens for u in usages if u),
+                 completion_tokens=sum(u.completion_tokens for u in usages if u))
+
+
 async def contemplate(
-    backend: ReasoningBackend, request: ReasoningRequest, config: ContemplateConfig
+    backend: ReasoningBackend,
+    request: ReasoningRequest,
+    config: ContemplateConfig,
+    *,
+    on_usage: Callable[[Usage], None] | None = None,
 ) -> AsyncIterator[str]:
-    """The merged answer's text deltas. Cancelling the consumer cancels every sub-agent."""
+    """The merged answer's text deltas. Cancelling the consumer cancels every sub-agent.
+
+    ``on_usage``: called once at the end with the token counts of every backend call
+    (sub-agents and merge) added up, when the backend reported them all. The
+    backend's counts of these calls are taken (``pop_usage``) either way.
+    """
     plan = plan_agents(request, config)
     if not plan:
         # Only camera agents configured and nothing from the camera: answer plainly.
@@ -371,9 +402,10 @@ async def contemplate(
     logger.info("contemplate %s: %s, %s merge", request.query_id,
                 ", ".join(agent for agent, _ in plan), mode)
     tasks = _start(backend, plan, config.timeout_s)
+    usages: list[Usage | None] = []
     try:
         merged: AsyncGenerator[str, None] = (
-            _model_merge(backend, request, tasks, config)
+            _model_merge(backend, request, tasks, config, usages)
             if mode == "model"
             else _deterministic(request, tasks, config.timeout_s)
         )
@@ -382,5 +414,9 @@ async def contemplate(
                 yield delta
         finally:
             await merged.aclose()
+        usages += [task.result().usage for task in tasks.values()]
+        total = _total(usages)
+        if on_usage is not None and total is not None:
+            on_usage(total)
     finally:
         await _stop(tasks)

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import logging
 import secrets
 import sqlite3
@@ -43,6 +42,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from glasses_agent.clock import Clock, MonotonicClock
+from glasses_agent.cloud.contemplate import contemplate
 from glasses_agent.cloud.reasoning import (
     BackendError,
     ReasoningBackend,
@@ -50,6 +50,7 @@ from glasses_agent.cloud.reasoning import (
     Usage,
     estimate_usage,
     make_backend,
+    pop_usage,
 )
 from glasses_agent.config import Config, GatewayConfig
 from glasses_agent.errors import BadInputError
@@ -312,7 +313,11 @@ class _Job:
     first_delta_s: float | None = None
     barge_in: bool = False
     heard_chars: int = 0
+    usage: Usage | None = None  # contemplating mode: its sub-agents' counts, added up
     task: asyncio.Task[None] | None = None
+
+    def set_usage(self, usage: Usage) -> None:
+        self.usage = usage
 
 
 class Gateway:
@@ -589,23 +594,17 @@ class Gateway:
         job.heard_chars = event.heard_chars
         job.task.cancel()
 
-    def _stream(self, request: ReasoningRequest) -> AsyncIterator[str]:
-        if request.contemplate:
-            try:
-                module: Any = importlib.import_module("glasses_agent.cloud.contemplate")
-            except ImportError:
-                module = None
-            if module is not None and hasattr(module, "contemplate"):
-                deltas: AsyncIterator[str] = module.contemplate(
-                    self.backend, request, self.config.contemplate)
-                return deltas
-        return self.backend.stream(request)
+    def _stream(self, job: _Job) -> AsyncIterator[str]:
+        if job.request.contemplate:
+            return contemplate(self.backend, job.request, self.config.contemplate,
+                               on_usage=job.set_usage)
+        return self.backend.stream(job.request)
 
     async def _run(self, job: _Job, key: tuple[str, str]) -> None:
         qid = job.request.query_id
         try:
             try:
-                async for delta in self._stream(job.request):
+                async for delta in self._stream(job):
                     if not delta:
                         continue
                     if job.first_delta_s is None:
@@ -656,9 +655,8 @@ class Gateway:
                 del self._jobs[key]
 
     def _usage(self, job: _Job) -> tuple[Usage, bool]:
-        pop = getattr(self.backend, "pop_usage", None)
-        usage = pop(job.request.query_id) if callable(pop) else None
-        if isinstance(usage, Usage):
+        usage = job.usage or pop_usage(self.backend, job.request.query_id)
+        if usage is not None:
             return usage, False
         return estimate_usage(job.request, job.text), True
 

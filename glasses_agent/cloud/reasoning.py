@@ -7,12 +7,14 @@ the backend's text deltas back to the edge. A backend is anything with a
 iterating ``stream`` on barge-in or disconnect, so a backend must let
 ``CancelledError`` through and release what it holds in ``finally``).
 
-Usage (for the backends engineer): after a stream ends, the gateway calls
-``backend.pop_usage(query_id)`` *if the backend has it* and puts the returned
-``Usage`` in the done message. A backend that does not count tokens omits the
-method; the gateway then reports an estimate (whitespace-separated words) and
-marks it as such. Keyed by ``query_id`` so concurrent streams on one backend
-cannot mix their counts.
+Usage (for the backends engineer): after a stream ends, the caller takes its
+token counts with ``pop_usage(backend, query_id)``, which calls
+``backend.pop_usage(query_id)`` *if the backend has it*; the gateway puts them
+in the done message. A backend that does not count tokens omits the method;
+the gateway then reports an estimate (whitespace-separated words) and marks it
+as such. Keyed by ``query_id`` so concurrent streams on one backend cannot mix
+their counts; every stream's counts must be popped (contemplating mode pops
+its sub-agents' and adds them up), or the backend's table grows.
 
 ``make_backend(config)`` picks ``config.gateway.backend``:
 - ``delay``: ``DelayBackend`` (deterministic, no model: tests and benchmarks);
@@ -23,7 +25,7 @@ cannot mix their counts.
 Contemplating mode: when a query's ``contemplate`` flag is set, the gateway
 calls ``glasses_agent.cloud.contemplate.contemplate(backend, request,
 config.contemplate)`` (an async iterator of merged text deltas) instead of
-``backend.stream(request)``; while that module is absent it streams normally.
+``backend.stream(request)``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "Usage",
     "estimate_usage",
     "make_backend",
+    "pop_usage",
 ]
 
 
@@ -98,6 +101,13 @@ class BackendError(GlassesError):
     def __init__(self, message: str, *, code: str = "backend_failed") -> None:
         super().__init__(message)
         self.code = code
+
+
+def pop_usage(backend: ReasoningBackend, query_id: str) -> Usage | None:
+    """The token counts ``backend`` reported for the stream of ``query_id`` (once), or None."""
+    pop = getattr(backend, "pop_usage", None)
+    usage = pop(query_id) if callable(pop) else None
+    return usage if isinstance(usage, Usage) else None
 
 
 def estimate_usage(request: ReasoningRequest, answer: str) -> Usage:
