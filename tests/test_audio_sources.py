@@ -94,6 +94,10 @@ def _bad_files(tmp: Path, question: Path) -> dict[str, tuple[Path, str]]:
     (tmp / "notes.wav").write_text("this is a text file, not audio\n")
     (tmp / "random.flac").write_bytes(np.random.default_rng(1).bytes(5000))
     (tmp / "folder.wav").mkdir()
+    (tmp / "rate_1hz.wav").write_bytes(_patched(data, 24, 4, 1))
+    (tmp / "rate_4mhz.wav").write_bytes(_patched(data, 24, 4, 4_000_000))
+    (tmp / "bits_7.wav").write_bytes(_patched(data, 34, 2, 7))
+    (tmp / "channels_300.wav").write_bytes(_patched(data, 22, 2, 300))
     return {
         "missing": (tmp / "missing.wav", "no such file"),
         "empty": (tmp / "empty.wav", "is empty"),
@@ -104,7 +108,18 @@ def _bad_files(tmp: Path, question: Path) -> dict[str, tuple[Path, str]]:
         "text": (tmp / "notes.wav", "not an audio file"),
         "random bytes": (tmp / "random.flac", "not an audio file"),
         "directory": (tmp / "folder.wav", "directory"),
+        # Bogus fmt fields that libsndfile accepts: a 1 Hz rate used to make the resampler
+        # produce 16,000 samples per sample (the CLI hung); the others decoded as noise.
+        "1 Hz": (tmp / "rate_1hz.wav", "bad header: 1 Hz"),
+        "4 MHz": (tmp / "rate_4mhz.wav", "bad header: 4000000 Hz"),
+        "7-bit samples": (tmp / "bits_7.wav", "bad WAV header: 1 channel(s) of 7-bit"),
+        "300 channels": (tmp / "channels_300.wav", "bad WAV header: 300 channel(s)"),
     }
+
+
+def _patched(wav: bytes, offset: int, width: int, value: int) -> bytes:
+    """``wav`` (a canonical 44-byte-header PCM WAV) with one little-endian header field set."""
+    return wav[:offset] + value.to_bytes(width, "little") + wav[offset + width:]
 
 
 def test_bad_files_are_refused_with_a_reason(

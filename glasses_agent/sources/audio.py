@@ -33,6 +33,8 @@ from glasses_agent.frames import AudioChunk, FloatArray
 
 __all__ = [
     "CHUNK_SAMPLES",
+    "MAX_RATE_HZ",
+    "MIN_RATE_HZ",
     "TARGET_RATE_HZ",
     "AudioFileInfo",
     "AudioSource",
@@ -51,6 +53,13 @@ CHUNK_SAMPLES = 512
 _READ_BLOCK_FRAMES = 32_768
 # WAV data sizes that mean "length unknown" (a recorder writing to a pipe).
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
+# WAV format tags whose frames are exactly channels x whole bytes per sample:
+# PCM, IEEE float, A-law, mu-law, extensible.
+_PCM_WAV_TAGS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
+# Sample rates outside these are a damaged header, not audio: below 1 kHz nothing
+# of speech is left, and resampling 1 Hz to 16 kHz would make 16,000 samples of each.
+MIN_RATE_HZ = 1_000
+MAX_RATE_HZ = 768_000
 
 
 class AudioSource(Protocol):
@@ -105,8 +114,14 @@ class Resampler:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _wav_truncation(path: Path, file_size: int) -> str:
-    """A reason if ``path`` is a RIFF/WAVE file whose data chunk runs past the end, else ""."""
+def _wav_problem(path: Path, file_size: int) -> str:
+    """A reason if ``path`` is a RIFF/WAVE file with a bad header or cut short, else "".
+
+    libsndfile is lenient: it reads the part of a truncated WAV that is there
+    (the kind of file a recorder leaves when it dies), and it decodes a ``fmt ``
+    chunk whose fields contradict each other (7-bit samples, 300 channels in a
+    2-byte frame) as noise. Both are refused here.
+    """
     with path.open("rb") as f:
         header = f.read(12)
         if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
@@ -116,6 +131,14 @@ def _wav_truncation(path: Path, file_size: int) -> str:
         while offset + 8 <= file_size:
             f.seek(offset)
             chunk_id, size = struct.unpack(endian + "4sI", f.read(8))
+            if chunk_id == b"fmt " and size >= 16:
+                tag, channels, _, _, block_align, bits = struct.unpack(endian + "HHIIHH",
+                                                                       f.read(16))
+                if tag in _PCM_WAV_TAGS and (
+                    bits == 0 or block_align != channels * ((bits + 7) // 8)
+                ):
+                    return (f"has a bad WAV header: {channels} channel(s) of {bits}-bit "
+                            f"samples do not fit its {block_align}-byte frames")
             if chunk_id == b"data":
                 available = file_size - offset - 8
                 if size not in _UNKNOWN_WAV_SIZES and size > available:
@@ -154,13 +177,16 @@ def probe_audio_file(path: str | Path) -> AudioFileInfo:
         raise BadInputError(
             f"{p} is not an audio file that can be read (WAV, FLAC, OGG, ...): {detail}"
         ) from exc
-    truncated = _wav_truncation(p, size)
-    if truncated:
-        raise BadInputError(f"{p} {truncated}")
+    problem = _wav_problem(p, size)
+    if problem:
+        raise BadInputError(f"{p} {problem}")
     if info.frames <= 0:
         raise BadInputError(f"{p} holds no audio samples (an empty {info.format} file)")
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise BadInputError(f"{p} has a bad header ({info.samplerate} Hz, {info.channels} ch)")
+    if info.channels <= 0 or not MIN_RATE_HZ <= info.samplerate <= MAX_RATE_HZ:
+        raise BadInputError(
+            f"{p} has a bad header: {info.samplerate} Hz, {info.channels} channel(s) "
+            f"(sample rates from {MIN_RATE_HZ} to {MAX_RATE_HZ} Hz are read)"
+        )
     return AudioFileInfo(
         path=p, sample_rate_hz=int(info.samplerate), channels=int(info.channels),
         frames=int(info.frames), format=str(info.format), subtype=str(info.subtype),
@@ -219,7 +245,9 @@ class FileAudioSource:
                         return
         except soundfile.SoundFileError as exc:
             at_s = emitted / self.sample_rate_hz
-            raise BadInputError(f"{p} could not be read past {at_s:.2f} s: {exc}") from exc
+            detail = str(exc).split(":", 1)[-1].strip().rstrip(".")
+            raise BadInputError(f"{p} is damaged or truncated: reading stopped at {at_s:.2f} s "
+                                f"({detail})") from exc
 
     def close(self) -> None:
         """Nothing to release: the file is open only while iterating."""
