@@ -4,13 +4,15 @@ Each command lives in its own module with ``register(subparsers)``; the module
 sets ``func`` on its parser, a function of the parsed arguments and the loaded
 configuration that returns an exit code. Heavy imports stay inside ``func``.
 A ``GlassesError`` is printed as one line on stderr (no traceback) and sets the
-exit code: 2 for bad input.
+exit code: 2 for bad input. Ctrl-C exits with 130 and a closed output pipe
+(``| head``) with 141, as a shell reports SIGINT and SIGPIPE, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,12 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         config = load_config(args.config, overrides=args.overrides)
         code: int = args.func(args, config)
         return code
@@ -63,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`glasses-agent transcribe x.wav | head -1`): stop quietly.
+        # Point stdout at /dev/null so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ def _bad(tmp: Path) -> dict[str, tuple[Path, str]]:
     (tmp / "truncated.wav").write_bytes(data[: len(data) // 3])
     (tmp / "text.wav").write_text("not audio at all\n" * 20)
     (tmp / "image.flac").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    # A header claiming 1 Hz: libsndfile reads it, and resampling it to 16 kHz used to hang.
+    (tmp / "bogus_rate.wav").write_bytes(data[:24] + (1).to_bytes(4, "little") + data[28:])
     return {
         "missing": (tmp / "missing.wav", "no such file"),
         "zero bytes": (tmp / "zero.wav", "is empty"),
@@ -71,6 +73,7 @@ def _bad(tmp: Path) -> dict[str, tuple[Path, str]]:
         "truncated WAV": (tmp / "truncated.wav", "truncated WAV"),
         "text file": (tmp / "text.wav", "not an audio file"),
         "an image": (tmp / "image.flac", "not an audio file"),
+        "bogus header": (tmp / "bogus_rate.wav", "bad header: 1 Hz"),
     }
 
 
@@ -83,6 +86,21 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, (label, proc.stderr)
         assert lines[0].startswith("glasses-agent transcribe: ") and reason in lines[0], lines[0]
+
+
+def test_a_closed_output_pipe_is_not_a_traceback(
+    two: tuple[Path, list[tuple[float, float]]],
+) -> None:
+    """`glasses-agent transcribe x.wav | head -1`: the reader closes the pipe early."""
+    env = {k: v for k, v in os.environ.items() if k != "GLASSES_AGENT_CONFIG"}
+    proc = subprocess.Popen([sys.executable, "-m", "glasses_agent.cli", "transcribe",
+                             str(two[0])], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the first transcript is printed
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 141, stderr
+    assert stderr == ""
 
 
 def test_bad_options_exit_2(two: tuple[Path, list[tuple[float, float]]]) -> None:
