@@ -90,6 +90,11 @@ def test_language_choice_is_checked(tiny: WhisperAsr) -> None:
     with pytest.raises(BadInputError, match="unknown speech model"):
         WhisperAsr(AsrConfig(model="large"))
     assert tiny.language == "en"
+    # Settings CTranslate2 refuses are one-line errors, not its ValueError/RuntimeError.
+    with pytest.raises(BadInputError, match="compute_type='float99': Invalid compute type"):
+        WhisperAsr(AsrConfig(compute_type="float99"))
+    with pytest.raises(BadInputError, match="asr.beam_size must be at least 1"):
+        WhisperAsr(AsrConfig(beam_size=0))
 
 
 # --- Whisper base: joined from two packages --------------------------------------------

@@ -109,6 +109,10 @@ def test_bad_options_exit_2(two: tuple[Path, list[tuple[float, float]]]) -> None
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     proc = cli("transcribe", str(two[0]), "--model", "large")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = cli("--set", "vad.threshold=1.5", "transcribe", str(two[0]))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "glasses-agent transcribe: vad.threshold must be in (0, 1), not 1.5"]
 
 
 def test_silence_is_not_an_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from test_audio_helpers import RATE_HZ, compose, speak, with_noise, write_wav
 from edge_models.registry import get_spec
 from glasses_agent.clock import ManualClock
 from glasses_agent.config import VadConfig
+from glasses_agent.errors import BadInputError
 from glasses_agent.frames import (
     AudioChunk,
     ButtonPressed,
@@ -183,6 +184,16 @@ def test_endpointing_times_on_a_manual_clock() -> None:
     # the audio is exactly the chunks in that span
     assert utterance.samples[0] == pytest.approx(int((1.024 - 0.3) / CHUNK_S))
     assert len(utterance.samples) == round((utterance.end_s - utterance.start_s) * RATE_HZ)
+
+
+def test_bad_settings_are_one_line_errors() -> None:
+    """Out-of-range [vad] values used to give a ValueError traceback or odd utterances."""
+    for bad, message in [({"threshold": 1.5}, "vad.threshold must be in"),
+                         ({"min_silence_s": -1.0}, "vad.min_silence_s must be 0 s or more"),
+                         ({"preroll_s": -0.3}, "vad.preroll_s must be 0 s or more"),
+                         ({"max_utterance_s": 0.0}, "vad.max_utterance_s must be longer")]:
+        with pytest.raises(BadInputError, match=message):
+            Endpointer(VadConfig(**bad))  # type: ignore[arg-type]
 
 
 def test_a_blip_shorter_than_min_speech_opens_nothing() -> None:

@@ -254,10 +254,23 @@ class WhisperAsr:
         if config.encoder_window_s < 0 or config.encoder_window_s > 30:
             raise BadInputError(f"asr.encoder_window_s must be 0 (full) to 30 s, not "
                                 f"{config.encoder_window_s}")
-        self.model: Any = _windowed_model_class()(
-            str(self.directory), device=config.device, compute_type=config.compute_type,
-            cpu_threads=config.cpu_threads, num_workers=1, local_files_only=True,
-        )
+        if config.beam_size < 1 or config.cpu_threads < 0:
+            raise BadInputError(f"asr.beam_size must be at least 1 and asr.cpu_threads at least "
+                                f"0 (0 = CTranslate2's choice), not {config.beam_size} and "
+                                f"{config.cpu_threads}")
+        model_class = _windowed_model_class()
+        try:
+            self.model: Any = model_class(
+                str(self.directory), device=config.device, compute_type=config.compute_type,
+                cpu_threads=config.cpu_threads, num_workers=1, local_files_only=True,
+            )
+        except (ValueError, RuntimeError) as exc:  # CTranslate2: bad settings, no CUDA, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInputError(
+                f"Whisper {config.model} cannot be loaded from {self.directory} with "
+                f"asr.device={config.device!r}, asr.compute_type={config.compute_type!r}: "
+                f"{reason}"
+            ) from exc
 
     def _encoder_frames(self, n_samples: int) -> int | None:
         """Mel frames the encoder sees (100 per second): None = Whisper's full 3000."""

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from glasses_agent.config import VadConfig
+from glasses_agent.errors import BadInputError
 from glasses_agent.frames import FloatArray, Frame, SpeechEnded, SpeechStarted, Utterance
 
 __all__ = ["BUTTON_TIMEOUT_S", "HYSTERESIS", "TRAILING_PAD_S", "Endpointer"]
@@ -57,7 +58,13 @@ class Endpointer:
         button_timeout_s: float = BUTTON_TIMEOUT_S,
     ) -> None:
         if not 0.0 < config.threshold < 1.0:
-            raise ValueError(f"vad.threshold must be in (0, 1), not {config.threshold}")
+            raise BadInputError(f"vad.threshold must be in (0, 1), not {config.threshold}")
+        for name in ("min_speech_s", "min_silence_s", "preroll_s"):
+            if getattr(config, name) < 0:
+                raise BadInputError(f"vad.{name} must be 0 s or more, not {getattr(config, name)}")
+        if config.max_utterance_s <= config.min_speech_s:
+            raise BadInputError(f"vad.max_utterance_s must be longer than vad.min_speech_s "
+                                f"({config.min_speech_s} s), not {config.max_utterance_s}")
         self.config = config
         self.sample_rate_hz = sample_rate_hz
         self.trailing_pad_s = trailing_pad_s
