@@ -55,6 +55,18 @@ def test_without_the_facts_the_sign_is_unknown(backend: LocalBackend) -> None:
     assert "Main Street" not in ask(backend, "what does the sign say?")
 
 
+def test_a_question_about_an_unseen_view_is_not_guessed(backend: LocalBackend) -> None:
+    # With nothing seen, the 135M model used to copy a worked example ("It is a bicycle").
+    assert "can't tell" in ask(backend, "what is this?")
+    assert "bicycle" not in ask(backend, "what am I holding?").lower()
+    assert "can't see a price" in ask(backend, "how much is this?")
+    # With something seen, the model answers from it.
+    labels = {"labels": [{"name": "espresso", "score": 0.9}]}
+    assert "espresso" in ask(backend, "what am I looking at?", labels).lower()
+    # Questions that are not about the view still go to the model.
+    assert "can't" not in ask(backend, "should I buy this?")
+
+
 def test_uses_the_barcode_value(backend: LocalBackend) -> None:
     facts = {"barcodes": [{"type": "EAN13", "data": "4006381333931"}]}
     assert "4006381333931" in ask(backend, "what is this barcode?", facts)

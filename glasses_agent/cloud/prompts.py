@@ -42,6 +42,7 @@ __all__ = [
     "build_messages",
     "merge_prompt",
     "render_facts",
+    "ungrounded_reply",
     "user_prompt",
 ]
 
@@ -186,6 +187,31 @@ def user_prompt(request: ReasoningRequest) -> str:
     """The facts, then ``Question: ...``."""
     question = " ".join(request.text.split())
     return "\n".join([*render_facts(request.facts), f"Question: {question}"])
+
+
+_UNGROUNDED_REPLIES = {
+    "identify": "I can't tell what that is from here.",
+    "read_text": "I can't make out any text from here.",
+    "price": "I can't see a price from here.",
+    "barcode": "I can't see a barcode from here.",
+}
+
+
+def ungrounded_reply(request: ReasoningRequest) -> str | None:
+    """The honest answer for a model that cannot see, asked about the view with nothing seen.
+
+    "What is this?" with no labels, text or barcodes from the edge leaves a text-only
+    model nothing to go on: a small one then copies a worked example ("It is a
+    bicycle"). For the questions the router would answer from the camera
+    (identify, read, price, barcode) this returns the reply to speak instead; for
+    everything else, ``None`` (ask the model).
+    """
+    from glasses_agent.router.intents import classify  # the router imports this module
+
+    if any(facts_value for key, facts_value in request.facts.items()
+           if key in _CAMERA_KEYS and key != "location"):
+        return None
+    return _UNGROUNDED_REPLIES.get(classify(request.text))
 
 
 def _image_part(jpeg: bytes, index: int) -> dict[str, Any]:

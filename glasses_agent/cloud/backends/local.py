@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glasses_agent.cloud.prompts import build_messages
+from glasses_agent.cloud.prompts import build_messages, ungrounded_reply
 from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, Usage
 from glasses_agent.config import Config, LocalLlmConfig
 
@@ -165,6 +165,12 @@ class LocalBackend:
             raise BackendError("the local backend is closed", code="backend_unavailable")
         if request.max_tokens < 1:
             raise BackendError(f"max_tokens must be >= 1, got {request.max_tokens}")
+        # A text-only model: a question about an unseen view is answered honestly, not guessed.
+        honest = ungrounded_reply(request)
+        if honest is not None:
+            self._usage[request.query_id] = Usage()
+            yield honest
+            return
         messages = build_messages(request, few_shot=True, images=False)
         max_tokens = min(request.max_tokens, self.config.max_tokens)
         loop = asyncio.get_running_loop()
