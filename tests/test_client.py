@@ -17,8 +17,8 @@ from glasses_agent.cloud.client import (
     CloudTimeoutError,
     EdgeClient,
     LinkState,
+    _query_facts,
     backoff_delay_s,
-    facts_from_perception,
     read_token,
 )
 from glasses_agent.cloud.gateway import MemoryAnswerStore
@@ -53,22 +53,23 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
             assert 0.5 * base <= delay <= base
 
 
-def test_facts_from_perception() -> None:
+def test_a_query_carries_the_routers_facts_and_the_location() -> None:
     perception = Perception(
         timestamp_s=1.0, labels=(Label(name="coffee mug", score=0.91234),),
         text=(TextLine(text="EXIT", score=0.9, box=(0, 0, 1, 1)),),
         faces=((0, 0, 5, 5), (1, 1, 4, 4)),
         barcodes=(Barcode(type="EAN13", data="4006381333931"),),
     )
-    facts = facts_from_perception(perception, location=(48.8583701, 2.2944813))
+    facts = _query_facts(perception, (48.8583701, 2.2944813))
+    assert facts.pop("local_time")
     assert facts == {
-        "labels": [{"name": "coffee mug", "score": 0.912}],
+        "labels": [{"name": "coffee mug", "score": 0.91}],
         "text": ["EXIT"],
         "barcodes": [{"type": "EAN13", "data": "4006381333931"}],
         "people_in_view": 2,
         "location": {"lat": 48.85837, "lon": 2.29448},
     }
-    assert facts_from_perception(None) == {}
+    assert set(_query_facts(None, None)) == {"local_time"}
 
 
 def test_offline_until_the_gateway_comes_up_then_connected() -> None:

@@ -48,7 +48,8 @@ def seen(
     )
 
 
-SIGN = seen(text=(("Main Street", 0.93, (40, 90, 300, 130)), ("EXIT 12", 0.97, (40, 20, 200, 70))))
+# Perception hands the lines over in reading order (rows found on the levelled boxes).
+SIGN = seen(text=(("EXIT 12", 0.97, (40, 20, 200, 70)), ("Main Street", 0.93, (40, 90, 300, 130))))
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def test_time_and_date_come_from_the_now_argument() -> None:
     assert d.reply == "It's Tuesday, 3 November 2026."
 
 
-def test_read_this_reads_ocr_lines_top_to_bottom() -> None:
+def test_read_this_reads_ocr_lines_in_perceptions_order() -> None:
     d = route(query("what does it say?", SIGN), now=NOW, device=ONLINE)
     assert d.kind == "local" and d.rule == "read_text"
     assert d.reply == "It says: EXIT 12. Main Street."

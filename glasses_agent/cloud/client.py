@@ -36,6 +36,7 @@ import secrets
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ from glasses_agent.protocol import (
     SessionOpened,
     State,
 )
+from glasses_agent.router.policy import facts_from_perception
 
 __all__ = [
     "CloudAnswer",
@@ -75,7 +77,6 @@ __all__ = [
     "LinkState",
     "Reply",
     "backoff_delay_s",
-    "facts_from_perception",
     "read_token",
 ]
 
@@ -145,27 +146,12 @@ def read_token(config: CloudConfig) -> str:
     )
 
 
-def facts_from_perception(
-    perception: Perception | None, *, location: tuple[float, float] | None = None
+def _query_facts(
+    perception: Perception | None, location: tuple[float, float] | None
 ) -> dict[str, Any]:
-    """The perception facts a query carries (plain JSON data; no faces, no pixels).
-
-    ``location`` (latitude, longitude) only when the wearer allows it.
-    """
-    facts: dict[str, Any] = {}
-    if perception is not None:
-        if perception.labels:
-            facts["labels"] = [{"name": lb.name, "score": round(lb.score, 3)}
-                               for lb in perception.labels]
-        if perception.center_labels:
-            facts["center_labels"] = [{"name": lb.name, "score": round(lb.score, 3)}
-                                      for lb in perception.center_labels]
-        if perception.text:
-            facts["text"] = [line.text for line in perception.text]
-        if perception.barcodes:
-            facts["barcodes"] = [{"type": b.type, "data": b.data} for b in perception.barcodes]
-        if perception.faces:
-            facts["people_in_view"] = len(perception.faces)
+    """The facts a ``Query`` carries: the router's (one place decides what leaves the
+    device), plus the location when the wearer allows it."""
+    facts = facts_from_perception(perception, now=datetime.now())
     if location is not None:
         facts["location"] = {"lat": round(location[0], 5), "lon": round(location[1], 5)}
     return facts
@@ -431,11 +417,11 @@ class EdgeClient:
         if isinstance(query, Query):
             text, images, wants = query.text, query.keyframes_jpeg, query.contemplate
             qid = query_id or query.query_id
-            built = facts_from_perception(query.perception, location=location)
+            built = _query_facts(query.perception, location)
         else:
             text, images, wants = query, (), False
             qid = query_id or f"q-{self._id_prefix}-{next(self._ids)}"
-            built = facts_from_perception(None, location=location)
+            built = _query_facts(None, location)
         if images_jpeg is not None:
             images = tuple(images_jpeg)
         if contemplate is None:

@@ -33,12 +33,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest
+from glasses_agent.router.intents import barcode_type_name, classify
 
 __all__ = [
     "FEW_SHOT",
     "MAX_FACTS_CHARS",
     "SYSTEM_PROMPT",
-    "barcode_type_name",
     "build_messages",
     "merge_prompt",
     "render_facts",
@@ -73,26 +73,6 @@ MAX_FACTS_CHARS = 1500
 _MAX_VALUE_CHARS = 300
 _MAX_LABELS = 5
 _CAMERA_KEYS = frozenset({"text", "barcodes", "labels", "center_labels", "location"})
-
-_BARCODE_NAMES = {
-    "EAN13": "EAN-13",
-    "EAN8": "EAN-8",
-    "UPCA": "UPC-A",
-    "UPCE": "UPC-E",
-    "QRCODE": "QR code",
-    "CODE128": "Code 128",
-    "CODE39": "Code 39",
-    "DATAMATRIX": "Data Matrix",
-    "PDF417": "PDF417",
-    "ITF": "ITF",
-}
-
-
-def barcode_type_name(kind: str) -> str:
-    """A spoken name for a symbology: ``EAN_13`` -> ``EAN-13``, ``QRCODE`` -> ``QR code``."""
-    key = "".join(ch for ch in kind.upper() if ch.isalnum())
-    return _BARCODE_NAMES.get(key, kind.strip() or "barcode")
-
 
 def _clip(text: str, limit: int = _MAX_VALUE_CHARS) -> str:
     text = " ".join(text.split())
@@ -206,8 +186,6 @@ def ungrounded_reply(request: ReasoningRequest) -> str | None:
     (identify, read, price, barcode) this returns the reply to speak instead; for
     everything else, ``None`` (ask the model).
     """
-    from glasses_agent.router.intents import classify  # the router imports this module
-
     if any(facts_value for key, facts_value in request.facts.items()
            if key in _CAMERA_KEYS and key != "location"):
         return None

@@ -42,10 +42,15 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from glasses_agent.cloud.prompts import barcode_type_name
 from glasses_agent.config import RouterConfig
-from glasses_agent.frames import Barcode, Label, Perception, Query, TextLine
-from glasses_agent.router.intents import Intent, classify, is_visual, normalize
+from glasses_agent.frames import Barcode, Label, Perception, Query
+from glasses_agent.router.intents import (
+    Intent,
+    barcode_type_name,
+    classify,
+    is_visual,
+    normalize,
+)
 
 __all__ = [
     "Decision",
@@ -126,21 +131,12 @@ class Decision:
 # --- facts ---------------------------------------------------------------------------------
 
 
-def _reading_order(lines: Sequence[TextLine]) -> list[TextLine]:
-    """Top to bottom, then left to right (lines whose tops are close count as one row)."""
-    def key(line: TextLine) -> tuple[int, int]:
-        x0, y0, _, y1 = line.box
-        row_px = max(8, (y1 - y0) // 2)
-        return (y0 // row_px, x0)
-
-    return sorted(lines, key=key)
-
-
 def _text_lines(perception: Perception | None, config: RouterConfig) -> list[str]:
     if perception is None:
         return []
-    good = [t for t in perception.text if t.score >= config.min_text_score and t.text.strip()]
-    return [" ".join(t.text.split()) for t in _reading_order(good)]
+    # Perception already orders lines for reading (rows found on the levelled text boxes).
+    return [" ".join(t.text.split()) for t in perception.text
+            if t.score >= config.min_text_score and t.text.strip()]
 
 
 def _labels(perception: Perception | None) -> list[Label]:
