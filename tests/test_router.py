@@ -318,3 +318,51 @@ def test_public_exports() -> None:
     assert len(set(router.__all__)) == len(router.__all__)
     for name in router.__all__:
         assert hasattr(router, name), name
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Hey glasses, remember where I parked", "remember"),
+        ("remember that the meeting is at three", "remember"),
+        ("take a note that the code is 4512", "remember"),
+        ("where did I park?", "recall"),
+        ("Where's my car?", "recall"),
+        ("what did I ask you to remember?", "recall"),
+        ("do you remember where I left my keys", "recall"),
+        # Not notes: a question about remembering, or a memory question for the cloud.
+        ("remember what the capital of Peru is?", "other"),
+        ("how do I remember names better", "other"),
+    ],
+)
+def test_note_intents(text: str, intent: str) -> None:
+    assert classify(text) == intent
+
+
+def test_remember_keeps_a_note_with_what_was_seen_and_recall_finds_it() -> None:
+    level = seen(text=(("LEVEL 3", 0.95, (0, 0, 50, 20)), ("Zone B", 0.9, (0, 30, 50, 50))))
+    d = route(query("remember where I parked", level), now=NOW, device=ONLINE)
+    assert (d.kind, d.rule, d.action) == ("local", "remember", "remember")
+    assert d.reply == "Okay, I'll remember: where you parked."
+    assert d.note is not None and d.note.text == "where i parked"
+    assert d.note.facts["text"] == ["LEVEL 3", "Zone B"]
+    coffee = route(query("remember that the coffee is on the top shelf"), now=NOW,
+                   device=ONLINE).note
+    assert coffee is not None
+    later = NOW + timedelta(minutes=42)
+    device = DeviceStatus(link="online", notes=(d.note, coffee))
+    answer = route(query("where did I park my car?"), now=later, device=device)
+    assert (answer.kind, answer.rule) == ("local", "recall")
+    assert answer.reply.startswith("You asked me to remember: where you parked, 42 minutes ago.")
+    assert "LEVEL 3. Zone B." in answer.reply
+    shelf = route(query("do you remember where the coffee is"), now=later, device=device)
+    assert "top shelf" in shelf.reply and "LEVEL" not in shelf.reply
+
+
+def test_recall_with_no_notes_says_so_and_privacy_keeps_no_camera_facts() -> None:
+    d = route(query("where did I park"), now=NOW, device=ONLINE)
+    assert d.reply == "You haven't asked me to remember anything yet."
+    private = DeviceStatus(link="online", privacy=True)
+    level = seen(text=(("LEVEL 3", 0.95, (0, 0, 50, 20)),))
+    kept = route(query("remember where I parked", level), now=NOW, device=private).note
+    assert kept is not None and kept.facts == {}

@@ -34,6 +34,8 @@ Intent = Literal[
     "price",
     "read_text",
     "identify",
+    "remember",
+    "recall",
     "other",
 ]
 
@@ -140,6 +142,18 @@ _IDENTIFY = _full(
     rf"identify {_THIS}|(?:what|which) (?:thing|object) is {_THIS}|"
     r"what are (?:these|those)"
 )
+# "remember where I parked", "remember that the meeting is at 3", "note that ...".
+_REMEMBER = _full(
+    r"(?:please )?remember (?!what|when|where did|how|if|whether)\S.*|"
+    r"(?:take|make) a note(?: that| of)? \S.*|note that \S.*|don't let me forget \S.*"
+)
+# "where did I park", "what did I ask you to remember", "where's my car".
+_RECALL = _full(
+    r"where did i (?:park|leave|put) .*|where did i park|where(?: is|'s|s) my car|"
+    r"where i parked|what did i (?:ask you to |tell you to )?(?:remember|note)|"
+    r"(?:what|where) (?:was|is) (?:the|my) note|what are my notes|"
+    r"do you remember (?:where|what) .*|remind me (?:where|what) .*"
+)
 _VISUAL = _anywhere(
     r"this|that|these|those|here|there|look|looking|see|seeing|front|sign|signs|read|written|"
     r"say|says|wearing|colou?r|picture|photo|view|label|menu|screen|holding|point|pointing"
@@ -149,6 +163,8 @@ _VISUAL = _anywhere(
 # First match wins: a question about the camera is privacy_status before any switch;
 # "turn off privacy mode" is privacy_off before "privacy mode" is privacy_on.
 _RULES: tuple[tuple[Intent, re.Pattern[str]], ...] = (
+    ("remember", _REMEMBER),
+    ("recall", _RECALL),
     ("privacy_status", _PRIVACY_QUESTION),
     ("privacy_off", _PRIVACY_OFF),
     ("privacy_on", _PRIVACY_ON),

@@ -56,6 +56,7 @@ __all__ = [
     "Decision",
     "DeviceStatus",
     "Keyframe",
+    "Note",
     "facts_from_perception",
     "offline_fallback",
     "pick_keyframe",
@@ -65,7 +66,7 @@ __all__ = [
 logger = logging.getLogger("glasses_agent.router")
 
 Kind = Literal["local", "escalate", "contemplate"]
-Action = Literal["privacy_on", "privacy_off"]
+Action = Literal["privacy_on", "privacy_off", "remember"]
 _DEFAULT_CONFIG = RouterConfig()
 _MAX_READ_CHARS = 280
 _MAX_LABELS = 5
@@ -90,6 +91,20 @@ class Keyframe:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Note:
+    """Something the wearer asked the glasses to remember, kept on the device.
+
+    ``facts``: what the camera saw then (text read, labels), so that "where did I
+    park?" can answer "the sign read Level 3 B"; ``location`` when the wearer allows it.
+    """
+
+    text: str
+    timestamp: datetime
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    location: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceStatus:
     """What the glasses know about themselves, passed in by the runtime."""
 
@@ -100,6 +115,8 @@ class DeviceStatus:
     privacy: bool = False
     # Role -> model name, e.g. {"speech": "Whisper tiny.en", "vision": "EfficientNet-Lite0 int8"}.
     models: Mapping[str, str] = field(default_factory=dict)
+    # What the wearer asked to remember, oldest first (kept by the runtime).
+    notes: Sequence[Note] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +127,7 @@ class Decision:
     ``facts`` and ``keyframe`` to the cloud). ``rule`` names the rule that
     decided and ``reason`` says why, for the log. ``offline``: a local answer
     given because the cloud could not be reached. ``action``: a state change
-    the runtime carries out (privacy on/off).
+    the runtime carries out (privacy on/off, keep ``note``).
     """
 
     query_id: str
@@ -122,6 +139,8 @@ class Decision:
     keyframe: Keyframe | None = None
     action: Action | None = None
     offline: bool = False
+    # With action "remember": the note for the runtime to keep.
+    note: Note | None = None
 
     @property
     def is_local(self) -> bool:
@@ -336,6 +355,14 @@ def route(
     ``keyframes``: candidates (default: the query's own ``keyframes_jpeg``, taken at the
     query's time)."""
     intent = classify(query.text)
+    if intent == "remember":
+        note = _note_from(query, now=now, device=device, config=config)
+        return _decision(query, "local", "remember", "notes are kept on the device",
+                         reply=f"Okay, I'll remember: {_second_person(note.text)}.",
+                         action="remember", note=note)
+    if intent == "recall":
+        reply, why = _recall(query.text, device.notes, now)
+        return _decision(query, "local", "recall", why, reply=reply)
     if intent == "privacy_status":
         return _decision(query, "local", "privacy_status", "asked about the camera's state",
                          reply=_spoken_privacy(device))
@@ -378,6 +405,65 @@ def route(
     )
     return _decision(query, kind, "contemplate" if contemplate else "escalate", reason,
                      facts=facts, keyframe=keyframe)
+
+
+_REMEMBER_LEAD = re.compile(
+    r"^(?:please )?(?:remember|(?:take|make) a note|note|don't let me forget)(?: that| of)?\s+"
+)
+_PERSON = {"i": "you", "my": "your", "me": "you", "i'm": "you're", "mine": "yours",
+           "myself": "yourself", "am": "are", "i've": "you've", "i'll": "you'll"}
+_STOPWORDS = frozenset(
+    "the a an i my me you your is was did do to of at in on where what that this it".split()
+)
+
+
+def _second_person(text: str) -> str:
+    return " ".join(_PERSON.get(word, word) for word in text.split())
+
+
+def _note_from(query: Query, *, now: datetime, device: DeviceStatus,
+               config: RouterConfig) -> Note:
+    text = _REMEMBER_LEAD.sub("", normalize(query.text)) or normalize(query.text)
+    seen = {} if device.privacy else facts_from_perception(query.perception, now=now,
+                                                             config=config)
+    seen.pop("local_time", None)
+    seen.pop("people_in_view", None)
+    return Note(text=text, timestamp=now, facts=seen)
+
+
+def _ago(then: datetime, now: datetime) -> str:
+    minutes = max(0, int((now - then).total_seconds() // 60))
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    hours = minutes // 60
+    return f"{hours} hours ago" if hours < 48 else f"on {_spoken_date(then)}"
+
+
+def _recall(question: str, notes: Sequence[Note], now: datetime) -> tuple[str, str]:
+    """The note that best matches ``question`` (shared words; the newest on a tie)."""
+    if not notes:
+        return "You haven't asked me to remember anything yet.", "no notes kept"
+    wanted = set(normalize(question).split()) - _STOPWORDS
+    # "park" finds "parked": compare word stems of at least four letters.
+    def overlap(note: Note) -> int:
+        words = set(note.text.split()) - _STOPWORDS
+        return sum(1 for w in wanted for n in words if w[:4] == n[:4])
+
+    best = max(enumerate(notes), key=lambda item: (overlap(item[1]), item[0]))[1]
+    parts = [f"You asked me to remember: {_second_person(best.text)}, {_ago(best.timestamp, now)}."]
+    lines = _text_lines_of(best.facts)
+    if lines:
+        parts.append(f"The text in view then was: {_read_out(lines)}")
+    if best.location is not None:
+        parts.append(f"Location: {best.location[0]:.5f}, {best.location[1]:.5f}.")
+    return " ".join(parts), f"recalled a note ({overlap(best)} shared words)"
+
+
+def _text_lines_of(facts: Mapping[str, Any]) -> list[str]:
+    text = facts.get("text", [])
+    return [str(line) for line in text] if isinstance(text, list) else []
 
 
 def _wants_contemplating(query: Query, config: RouterConfig) -> tuple[bool, str]:
