@@ -96,3 +96,18 @@ def test_look_at_a_video_picks_the_sharp_frame(tmp_path: Path) -> None:
     assert result["keyframe"]["frames_considered"] == 11
     assert 20 <= result["keyframe"]["index"] < 24
     assert len(result["faces"]) == 1
+
+
+def test_a_large_photo_is_scaled_down_before_the_models(tmp_path: Path) -> None:
+    # A 12-megapixel photo: the astronaut, upscaled 8x (face detection at full size took 7 s).
+    big = cv2.resize(photo("astronaut"), (4096, 4096), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    proc = _look(str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["original_size_px"] == [4096, 4096]
+    assert result["size_px"] == [1920, 1920]
+    assert len(result["faces"]) >= 1
+    x0, y0, x1, y1 = result["faces"][0]
+    assert 0 <= x0 < x1 <= 1920 and 0 <= y0 < y1 <= 1920
