@@ -129,6 +129,10 @@ class PerceptionConfig:
     ocr_int8: bool = False
     # "haar" (default: clear BSD-style license) or "mtcnn" (opt-in: license unclear).
     faces: str = "haar"
+    # The second detector that checks outgoing JPEGs, a different kind from `faces`:
+    # "haar_check" (default: other OpenCV cascades, same license), "mtcnn" (opt-in:
+    # license unclear) or "haar" (when `faces` is "mtcnn").
+    face_check: str = "haar_check"
     barcodes: bool = True
     # True turns the whole camera path off.
     privacy: bool = False

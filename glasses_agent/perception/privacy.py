@@ -9,11 +9,12 @@
    then a Gaussian blur as wide as the blocks, so neither the face nor the block
    edges are left for a detector to latch on to;
 4. encode the JPEG (from pixels: no EXIF, no GPS, no camera serial), decode it,
-   and run a *different* detector on what will actually leave (MTCNN checks
-   Haar's work and vice versa), then the primary one again. A face found is
-   blurred too and the check
-   runs again; if a face survives ``max_passes``, the whole frame is blurred
-   (fail closed) and the result says so.
+   and run a *different* detector on what will actually leave (by default
+   ``haar_check``, other OpenCV cascades than the primary ``haar``, frontal and
+   profile: license-clear like it; ``mtcnn`` is opt-in), then the primary one
+   again. A face found is blurred too and the check runs again; if a face
+   survives ``max_passes``, the whole frame is blurred (fail closed) and the
+   result says so.
 """
 
 from __future__ import annotations
@@ -36,16 +37,17 @@ __all__ = [
     "FaceDetectorLike",
     "FaceRedactor",
     "OutgoingImage",
+    "PRIMARY_KINDS",
     "PrivacyOnError",
-    "VERIFIER_OF",
     "blur_regions",
     "enlarge_box",
 ]
 
 UInt8Array = npt.NDArray[np.uint8]
 Box = tuple[int, int, int, int]
-# The second opinion for each primary detector: a detector of a different kind.
-VERIFIER_OF = {"haar": "mtcnn", "mtcnn": "haar"}
+# ``[perception] faces``: the detectors that find the faces to blur. The verifier
+# (``[perception] face_check``) is any ``edge_models.faces.FACE_KINDS`` but the primary.
+PRIMARY_KINDS = ("haar", "mtcnn")
 
 
 def _cv2() -> Any:
@@ -117,8 +119,9 @@ class OutgoingImage:
 class FaceRedactor:
     """Makes outgoing JPEGs: faces found by ``detector`` blurred, checked by ``verifier``.
 
-    ``verifier`` should be a different kind of detector from ``detector`` (MTCNN
-    and Haar fail on different faces). ``privacy``: while on, nothing is made.
+    ``verifier`` should be a different kind of detector from ``detector`` (other
+    cascades, or another model: they fail on different faces). ``privacy``: while
+    on, nothing is made.
     """
 
     def __init__(
@@ -142,18 +145,26 @@ class FaceRedactor:
     def from_config(cls, config: Config, *, privacy: PrivacySwitch | None = None,
                     detector: FaceDetectorLike | None = None) -> FaceRedactor:
         """``[perception] faces`` as the primary detector (or ``detector``, e.g. the one
-        perception already loaded) and the other kind as the verifier."""
-        from edge_models.faces import FaceDetector
+        perception already loaded) and ``[perception] face_check`` as the verifier,
+        which must be a different kind."""
+        from edge_models.faces import FACE_KINDS, FaceDetector
 
-        kind = config.perception.faces
-        if kind not in VERIFIER_OF:
-            raise BadInputError(f"[perception] faces must be one of {', '.join(VERIFIER_OF)}, "
+        kind, check = config.perception.faces, config.perception.face_check
+        if kind not in PRIMARY_KINDS:
+            raise BadInputError(f"[perception] faces must be one of {', '.join(PRIMARY_KINDS)}, "
                                 f"not {kind!r}")
+        if check not in FACE_KINDS:
+            raise BadInputError(f"[perception] face_check must be one of "
+                                f"{', '.join(FACE_KINDS)}, not {check!r}")
+        if check == kind:
+            others = ", ".join(k for k in FACE_KINDS if k != kind)
+            raise BadInputError(f"[perception] face_check must differ from faces ({kind!r}): "
+                                f"a detector cannot check its own work (use one of {others})")
         m = config.models
         if detector is None:
             detector = FaceDetector(kind=kind, providers=m.providers,
                                     intra_op_threads=m.intra_op_threads)
-        verifier = FaceDetector(kind=VERIFIER_OF[kind], providers=m.providers,
+        verifier = FaceDetector(kind=check, providers=m.providers,
                                 intra_op_threads=m.intra_op_threads)
         return cls(detector=detector, verifier=verifier, privacy=privacy)
 
