@@ -39,9 +39,7 @@ __all__ = [
     "ModelsConfig",
     "OpenAIConfig",
     "PerceptionConfig",
-    "RecorderConfig",
     "RouterConfig",
-    "TtsConfig",
     "VadConfig",
     "WakeConfig",
     "load_config",
@@ -64,10 +62,9 @@ class ModelsConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AudioConfig:
     # Microphone: "" = the system default, a number = device index, else a name substring.
+    # Audio is always resampled to 16 kHz mono in 32 ms chunks (what Silero VAD and
+    # Whisper take), whatever the device or file gives.
     input_device: str = ""
-    output_device: str = ""
-    sample_rate_hz: int = 16000
-    chunk_ms: int = 32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,13 +98,6 @@ class AsrConfig:
     # Whisper's encoder window, seconds: 0 = the full 30 s it was trained on; e.g. 5 = the
     # utterance plus 1 s, at least 5 s (about 4x faster encoding, a few points more WER).
     encoder_window_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TtsConfig:
-    engine: str = "pyttsx3"
-    voice: str = ""
-    rate_wpm: int = 175
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,19 +217,12 @@ class RouterConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RecorderConfig:
-    enabled: bool = False
-    directory: str = "~/glasses-logs"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     models: ModelsConfig = ModelsConfig()
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
     wake: WakeConfig = WakeConfig()
     asr: AsrConfig = AsrConfig()
-    tts: TtsConfig = TtsConfig()
     camera: CameraConfig = CameraConfig()
     perception: PerceptionConfig = PerceptionConfig()
     cloud: CloudConfig = CloudConfig()
@@ -248,7 +231,6 @@ class Config:
     local_llm: LocalLlmConfig = LocalLlmConfig()
     contemplate: ContemplateConfig = ContemplateConfig()
     router: RouterConfig = RouterConfig()
-    recorder: RecorderConfig = RecorderConfig()
 
 
 def _sections() -> dict[str, type[Any]]:
