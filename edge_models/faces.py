@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.opencv import cv2 as _cv2
 from edge_models.recognition import as_bgr
 from edge_models.registry import check, get_spec
 from edge_models.sessions import create_session
@@ -58,12 +59,6 @@ MTCNN_THRESHOLDS = (0.6, 0.7, 0.7)
 MTCNN_SCALE_FACTOR = 0.709
 _PNET_CELL_PX = 12
 _PNET_STRIDE_PX = 2
-
-
-def _cv2() -> Any:
-    import cv2
-
-    return cv2
 
 
 def nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:

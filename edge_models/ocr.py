@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.opencv import cv2 as _cv2
 from edge_models.recognition import as_bgr
 from edge_models.registry import check, get_spec
 from edge_models.sessions import ModelFileError, create_session
@@ -66,12 +67,6 @@ class DetOptions:
     max_candidates: int = 1000
     unclip_ratio: float = 1.6
     min_box_px: int = 3
-
-
-def _cv2() -> Any:
-    import cv2
-
-    return cv2
 
 
 def _resize32(image: np.ndarray, ratio: float) -> np.ndarray | None:

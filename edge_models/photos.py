@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.errors import BadInputError
 
 __all__ = [
@@ -65,12 +65,6 @@ NO_FACE_PHOTOS = (
     "coffee", "chelsea", "rocket", "motorcycle_left", "horse", "coins", "moon",
     "hubble_deep_field", "brick", "grass", "gravel", "retina", "page", "text", "ihc",
 )
-
-
-def _cv2() -> Any:
-    import cv2
-
-    return cv2
 
 
 def photo_path(name: str) -> Path:

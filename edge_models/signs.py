@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.errors import BadInputError
 
 __all__ = ["SIGN_TEXTS", "Sign", "font_path", "render_sign", "sign_set"]
@@ -52,12 +52,6 @@ def font_path(name: str = "DejaVuSans-Bold.ttf") -> Path:
     if not path.is_file():
         raise BadInputError(f"font not found: {path}")
     return path
-
-
-def _cv2() -> Any:
-    import cv2
-
-    return cv2
 
 
 def render_sign(

@@ -22,25 +22,18 @@ blur, noise, JPEG) and on plain photos:
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.frames import Barcode
 
 __all__ = ["BarcodeScanner", "ean_check_digit", "valid_ean"]
 
 UInt8Array = npt.NDArray[np.uint8]
 _EAN_TYPES = {"EAN_13", "EAN_8", "UPC_A", "UPC_E"}
-
-
-def _cv2() -> Any:
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    import cv2
-
-    return cv2
 
 
 def ean_check_digit(digits: str) -> int:

@@ -15,26 +15,18 @@ wins: a question is about what is in view now.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.frames import VideoFrame
 
 __all__ = ["SHARPNESS_WIDTH_PX", "choose_keyframe", "sharpness"]
 
 UInt8Array = npt.NDArray[np.uint8]
 SHARPNESS_WIDTH_PX = 320
-
-
-def _cv2() -> Any:
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    import cv2
-
-    return cv2
 
 
 def sharpness(image_bgr: UInt8Array, *, width_px: int = SHARPNESS_WIDTH_PX) -> float:

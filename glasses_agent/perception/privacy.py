@@ -19,14 +19,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.errors import BadInputError, GlassesError
 from glasses_agent.sources.camera import PrivacySwitch
 
@@ -48,13 +48,6 @@ Box = tuple[int, int, int, int]
 # ``[perception] faces``: the detectors that find the faces to blur. The verifier
 # (``[perception] face_check``) is any ``edge_models.faces.FACE_KINDS`` but the primary.
 PRIMARY_KINDS = ("haar", "mtcnn")
-
-
-def _cv2() -> Any:
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    import cv2
-
-    return cv2
 
 
 class PrivacyOnError(GlassesError):

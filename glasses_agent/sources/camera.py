@@ -37,6 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from edge_models.opencv import cv2 as _cv2
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import CameraConfig
 from glasses_agent.errors import BadInputError, DeviceUnavailableError, GlassesError
@@ -70,15 +71,6 @@ _DEVICES_HINT = (
     "use a video file, an image or a folder of images as the camera source "
     "(--set camera.source=PATH) and run `glasses-agent devices` to list cameras"
 )
-
-
-def _cv2() -> Any:
-    # OpenCV's own warnings (e.g. "can't open camera by index") would add lines to our
-    # one-line errors; keep only its errors unless the user asked for more.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    import cv2
-
-    return cv2
 
 
 @contextlib.contextmanager
