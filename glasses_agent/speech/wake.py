@@ -13,12 +13,18 @@ Engines (``[wake] engine``):
   2 s of each VAD speech segment, cut at its quietest point after 0.9 s (the
   pause after "hey glasses," when there is one: Whisper guesses wildly at a
   word cut in half). Whisper tiny.en (the ASR model, already loaded; MIT)
-  transcribes that short window, and ``phrase_score``
-  fuzzy-matches the phrase against its first words: each phrase word against
-  the heard word (1 - edit distance / length of the phrase word), the score is
-  their product, so "hey classes" scores 0.86, "he glides" 0.38, "my glasses"
-  0.33. Cost: one Whisper call (about 0.2 s on 2 cores) per speech segment;
-  nothing at all on silence.
+  encodes that short window once; the decoder then gives the probability of
+  the phrase's tokens forced at the start (" Hey glasses": P(" Hey") and
+  P(" glasses" | " Hey")), and the score is the fourth root of their geometric
+  mean, so the default threshold 0.5 accepts at a mean token probability of
+  1/16. A voice Whisper mishears ("I hate glasses") still gives the forced
+  phrase a fair probability, while speech that is not the phrase gives it
+  almost none ("hey guys" 0.001 for " glasses", "her glasses" 0.002 for
+  " Hey"). A greedy transcript of the same window (for the bare-phrase check
+  and ``last_heard``) costs a few decoder steps more; a filler word before the
+  phrase in it ("Oh, hey glasses") forces the phrase after that word too.
+  Cost: one encoder pass (about 0.3 s on 2 cores) per speech segment; nothing
+  at all on silence.
 - ``"openwakeword"`` (opt-in): openWakeWord 0.4.0's bundled models, run here on
   onnxruntime alone (its package imports scikit-learn, so the streaming
   features are ported from its Apache-2.0 code). The models are CC BY-NC-SA
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -91,6 +98,9 @@ SAMPLE_RATE_HZ = 16_000
 DEFAULT_MODELS = ModelsConfig()
 # Audio kept before a segment's start for spotting (the VAD onset is a little late).
 SPOT_PREROLL_S = 0.25
+# The phrase spotter's score is the geometric mean of the forced tokens' probabilities to
+# the power 1 / SCORE_ROOT: threshold 0.5 = mean token probability 0.5 ** 4 = 1/16.
+SCORE_ROOT = 4.0
 
 
 def _similarity(heard: str, expected: str) -> float:
@@ -154,17 +164,19 @@ class Spotted:
 
 
 class PhraseSpotter:
-    """Whisper on a short window, fuzzy-matched against the phrase."""
+    """Whisper on a short window: the probability of the phrase forced at its start."""
 
     def __init__(self, asr: Any, phrase: str = "hey glasses", *, min_window_s: float = 0.9,
-                 window_s: float = 2.0) -> None:
+                 window_s: float = 2.0, max_new_tokens: int = 12) -> None:
         if not words_of(phrase):
             raise BadInputError("wake.phrase is empty")
         self.asr = asr
         self.phrase = phrase
         self.min_window_s = min_window_s
         self.window_s = window_s
+        self.max_new_tokens = max_new_tokens
         self.calls = 0
+        self._decoder: tuple[Any, list[int], list[int], tuple[int, ...]] | None = None
 
     def cut(self, samples: FloatArray, *, lead_s: float) -> FloatArray:
         """``samples`` (speech starting ``lead_s`` in) cut at the quietest 32 ms after
@@ -183,11 +195,61 @@ class PhraseSpotter:
         self.calls += 1
         if cut:
             samples = self.cut(samples, lead_s=lead_s)
-        heard = self.asr.recognize(samples, word_timestamps=False, language="en",
-                                   max_new_tokens=12)
-        score, consumed = phrase_score(heard.text, self.phrase)
-        return Spotted(score=score, text=heard.text,
-                       more_than_phrase=len(words_of(heard.text)) > consumed)
+        text, score = self._forced(samples)
+        consumed = phrase_score(text, self.phrase)[1]
+        return Spotted(score=score, text=text,
+                       more_than_phrase=len(words_of(text)) > consumed)
+
+    def _tokens(self) -> tuple[Any, list[int], list[int], tuple[int, ...]]:
+        """(tokenizer, start sequence, the phrase's tokens, tokens greedy decoding skips)."""
+        if self._decoder is None:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            model = self.asr.model
+            tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
+                                  task="transcribe", language="en")
+            start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+            # As Whisper writes it at the start of a transcript: " Hey glasses".
+            written = " ".join(self.phrase.split())
+            phrase = tokenizer.encode(" " + written[0].upper() + written[1:])
+            suppress = get_suppressed_tokens(tokenizer, [-1]) or ()
+            self._decoder = (tokenizer, start, phrase, tuple(suppress))
+        return self._decoder
+
+    def _forced(self, samples: FloatArray) -> tuple[str, float]:
+        """The greedy transcript of ``samples`` and the phrase's forced score (0..1)."""
+        from faster_whisper.audio import pad_or_trim
+
+        tokenizer, start, phrase, suppress = self._tokens()
+        model = self.asr.model
+        audio = np.ascontiguousarray(samples, dtype=np.float32)
+        encoder_frames = getattr(self.asr, "_encoder_frames", None)
+        model.encoder_frames = encoder_frames(len(audio)) if encoder_frames else None
+        features = model.feature_extractor(audio)
+        content = int(features.shape[-1]) - 1
+        encoded = model.encode(pad_or_trim(features[:, :content]))
+        result = model.model.generate(
+            encoded, [start], beam_size=1, max_length=len(start) + self.max_new_tokens,
+            suppress_blank=True, suppress_tokens=list(suppress),
+        )[0]
+        heard = list(result.sequences_ids[0])
+        text = str(tokenizer.decode(heard)).strip()
+        starts = [start]
+        words = words_of(text)
+        if len(words) > 1 and phrase_score(" ".join(words[1:]), self.phrase,
+                                           max_offset=0)[0] >= 0.5:
+            # A filler word first ("Oh, hey glasses"): force the phrase after it too.
+            decoded = [str(tokenizer.decode([t])) for t in heard]
+            first = 1 + next((i for i, piece in enumerate(decoded[1:]) if piece[:1] == " "),
+                             len(heard) - 1)
+            starts.append([*start, *heard[:first]])
+        best = 0.0
+        for sequence in starts:
+            probs = model.model.align(encoded, sequence, [phrase], content)[0].text_token_probs
+            mean_log = float(np.mean(np.log(np.maximum(np.asarray(probs, np.float64), 1e-12))))
+            best = max(best, math.exp(mean_log / SCORE_ROOT))
+        return text, best
 
 
 def _openwakeword_dir() -> Path:
