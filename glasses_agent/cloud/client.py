@@ -151,7 +151,7 @@ def _query_facts(
 ) -> dict[str, Any]:
     """The facts a ``Query`` carries: the router's (one place decides what leaves the
     device), plus the location when the wearer allows it."""
-    facts = facts_from_perception(perception, now=datetime.now())
+    facts = facts_from_perception(perception, now=datetime.now().astimezone())
     if location is not None:
         facts["location"] = {"lat": round(location[0], 5), "lon": round(location[1], 5)}
     return facts
