@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.errors import BadInputError
 from edge_models.registry import MANIFEST, check, get_spec, load_registry, quantized_variants
 from edge_models.sessions import create_session
-from glasses_agent.errors import BadInputError
 
 __all__ = ["PairResult", "VariantResult", "bench", "benchable", "format_table"]
 

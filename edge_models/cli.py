@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_models.errors import BadInputError, GlassesError
 from edge_models.registry import (
     MANIFEST,
     ModelSpec,
@@ -27,7 +28,6 @@ from edge_models.registry import (
     resolve_path,
 )
 from edge_models.sessions import ModelFileError, available_providers, sha256_file
-from glasses_agent.errors import BadInputError, GlassesError
 
 __all__ = ["build_parser", "main", "verify_spec"]
 

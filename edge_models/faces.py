@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.errors import BadInputError
 from edge_models.opencv import cv2 as _cv2
 from edge_models.recognition import as_bgr
 from edge_models.registry import check, get_spec
 from edge_models.sessions import create_session
-from glasses_agent.errors import BadInputError
 
 __all__ = ["FACE_KINDS", "Face", "FaceDetector", "nms"]
 

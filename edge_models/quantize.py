@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.errors import BadInputError
 from edge_models.registry import MANIFEST, check, get_spec, quantized_variants, resolve_path
 from edge_models.sessions import sha256_file
-from glasses_agent.errors import BadInputError
 
 __all__ = ["QuantizeResult", "calibration_frames", "quantize"]
 

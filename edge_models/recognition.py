@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.errors import BadInputError
 from edge_models.registry import check, get_spec, labels_path
 from edge_models.sessions import ModelFileError, create_session
-from glasses_agent.errors import BadInputError
 
 __all__ = ["Classifier", "as_bgr", "preprocess_imagenet"]
 

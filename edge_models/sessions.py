@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from glasses_agent.errors import BadInputError, GlassesError
+from edge_models.errors import BadInputError, GlassesError, ModelFileError
 
 __all__ = [
     "PREFERRED_PROVIDERS",
@@ -39,12 +39,6 @@ _SHORT_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 _hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-class ModelFileError(GlassesError):
-    """A model file that is missing, unreadable or not the one the registry names."""
-
-    exit_code = 2
 
 
 def _ort() -> Any:

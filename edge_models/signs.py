@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_models.errors import BadInputError
 from edge_models.opencv import cv2 as _cv2
-from glasses_agent.errors import BadInputError
 
 __all__ = ["SIGN_TEXTS", "Sign", "font_path", "render_sign", "sign_set"]
 

@@ -1,23 +1,11 @@
-"""Errors a user can act on. The CLI prints their message on one line and exits 2."""
+"""Errors a user can act on. The CLI prints their message on one line and exits 2.
+
+The classes are defined in ``edge_models.errors`` (the lowest layer, which imports
+nothing of ``glasses_agent``) and are the same objects here.
+"""
 
 from __future__ import annotations
 
-__all__ = ["BadInputError", "DeviceUnavailableError", "GlassesError"]
+from edge_models.errors import BadInputError, DeviceUnavailableError, GlassesError, ModelFileError
 
-
-class GlassesError(Exception):
-    """Base class: the message says what is wrong and what to do."""
-
-    exit_code = 1
-
-
-class BadInputError(GlassesError):
-    """A file or argument that cannot be used (missing, empty, truncated, wrong kind)."""
-
-    exit_code = 2
-
-
-class DeviceUnavailableError(GlassesError):
-    """A microphone, speaker or camera that is not there."""
-
-    exit_code = 2
+__all__ = ["BadInputError", "DeviceUnavailableError", "GlassesError", "ModelFileError"]
