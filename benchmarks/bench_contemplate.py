@@ -33,15 +33,17 @@ import sys
 import time
 from typing import Any
 
-from glasses_agent.cloud.contemplate import contemplate, plan_agents
-from glasses_agent.cloud.reasoning import DelayBackend, ReasoningBackend, ReasoningRequest
 from glasses_agent.config import ContemplateConfig, LocalLlmConfig
+from glasses_agent.gateway.contemplate import contemplate, plan_agents
+from glasses_agent.gateway.reasoning import DelayBackend, ReasoningBackend, ReasoningRequest
+from glasses_agent.protocol import Facts, SeenLabel
 
-FACTS: dict[str, Any] = {
-    "text": ["EXIT 12", "Main Street", "City Centre 3 km"],
-    "labels": [{"name": "street sign", "score": 0.81}],
-    "local_time": "Tuesday, 3 November 2026, 2:05 PM",
-}
+FACTS = Facts(
+    text=("EXIT 12", "Main Street", "City Centre 3 km"),
+    labels=(SeenLabel(name="street sign", score=0.81),),
+    local_time="2026-11-03T14:05:00+01:00",
+    intent="other",
+)
 QUESTION = "should I take this exit to get to the city centre?"
 
 
@@ -57,8 +59,8 @@ async def _drain(backend: ReasoningBackend, request: ReasoningRequest) -> tuple[
 
 
 def bench_local_model(tokens: int, runs: int, threads: int) -> dict[str, Any]:
-    from glasses_agent.cloud.backends.local import LocalBackend
-    from glasses_agent.cloud.prompts import build_messages
+    from glasses_agent.gateway.backends.local import LocalBackend
+    from glasses_agent.gateway.prompts import build_messages
 
     config = LocalLlmConfig(temperature=0.0, max_tokens=tokens, n_threads=threads)
     backend = LocalBackend(config)
@@ -151,7 +153,7 @@ def bench_contemplate_delay(deltas: int, delay_s: float, runs: int) -> dict[str,
 
 
 def bench_contemplate_local(tokens: int, runs: int) -> dict[str, Any]:
-    from glasses_agent.cloud.backends.local import LocalBackend
+    from glasses_agent.gateway.backends.local import LocalBackend
 
     backend = LocalBackend(LocalLlmConfig(temperature=0.0))
     config = ContemplateConfig(token_budget=tokens, timeout_s=120.0)

@@ -17,7 +17,7 @@ figure comes with a baseline measured in the same run:
   (``skimage.data.astronaut``) resized to 640x480, JPEG quality 75, plus the
   query JSON and websocket framing (goal: at most 80 KB);
 - contemplating mode: N sub-agents on a backend with a fixed delay, in
-  parallel (``glasses_agent.cloud.contemplate``) versus one after another
+  parallel (``glasses_agent.gateway.contemplate``) versus one after another
   (goal: parallel wall time at most 1.2x the slowest sub-agent);
 - gateway added latency at p95 with 100 sessions: each session asks at random
   times (mean gap 0.5 s) for ``--seconds``; the same load of messages against
@@ -50,22 +50,34 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from glasses_agent.cloud.client import EdgeClient
-from glasses_agent.cloud.reasoning import DelayBackend, ReasoningRequest
 from glasses_agent.config import CloudConfig, Config
-from glasses_agent.protocol import AnswerDelta, Keyframe, QueryRequest, decode, encode
+from glasses_agent.edge.client import EdgeClient
+from glasses_agent.gateway.reasoning import DelayBackend, ReasoningRequest
+from glasses_agent.protocol import (
+    AnswerDelta,
+    Facts,
+    Keyframe,
+    Location,
+    QueryRequest,
+    SeenBarcode,
+    SeenLabel,
+    decode,
+    encode,
+)
 from glasses_agent.protocol.messages import CLIENT_MESSAGES, SERVER_MESSAGES
 
 TOKEN = "bench-token"
-FACTS: dict[str, Any] = {
-    "labels": [{"name": n, "score": s} for n, s in
-               [("espresso maker", 0.71), ("coffee mug", 0.12), ("kitchen", 0.05)]],
-    "center_labels": [{"name": "espresso maker", "score": 0.83}],
-    "text": ["DELONGHI", "Dedica Style", "1350W"],
-    "barcodes": [{"type": "EAN13", "data": "8004399331242"}],
-    "people_in_view": 1,
-    "location": {"lat": 48.85837, "lon": 2.29448},
-}
+FACTS = Facts(
+    labels=tuple(SeenLabel(name=n, score=s) for n, s in
+                 [("espresso maker", 0.71), ("coffee mug", 0.12), ("kitchen", 0.05)]),
+    center_labels=(SeenLabel(name="espresso maker", score=0.83),),
+    text=("DELONGHI", "Dedica Style", "1350W"),
+    barcodes=(SeenBarcode(type="EAN-13", data="8004399331242"),),
+    people_in_view=1,
+    location=Location(lat=48.85837, lon=2.29448),
+    local_time="2026-11-03T14:05:00+01:00",
+    intent="identify",
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -219,9 +231,9 @@ def bench_bytes(jpeg: bytes) -> dict[str, Any]:
 
 async def bench_contemplate(deltas: int, delay_s: float) -> dict[str, Any]:
     try:
-        from glasses_agent.cloud import contemplate as module
+        from glasses_agent.gateway import contemplate as module
     except ImportError:
-        return {"skipped": "glasses_agent.cloud.contemplate is not there yet"}
+        return {"skipped": "glasses_agent.gateway.contemplate is not there yet"}
     config = Config().contemplate
     backend = DelayBackend(text="A sentence from one sub-agent. ", deltas=deltas,
                            delay_per_delta_s=delay_s)

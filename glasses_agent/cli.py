@@ -26,7 +26,7 @@ __all__ = ["main"]
 COMMAND_MODULES = (
     "glasses_agent.commands.config_cmd",
     "glasses_agent.commands.devices",
-    "glasses_agent.cloud.cli",
+    "glasses_agent.gateway.cli",
     "glasses_agent.speech.cli",
     "glasses_agent.commands.demo",
     "glasses_agent.perception.cli",

@@ -7,6 +7,7 @@ messages. A frame holding a numpy array compares by identity (``eq=False``).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,12 +20,15 @@ __all__ = [
     "ButtonPressed",
     "Frame",
     "Label",
+    "LinkState",
     "Perception",
     "Query",
     "ReplyCancelled",
     "ReplyDelta",
     "ReplyDone",
     "SpeechEnded",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "TextLine",
     "Transcript",
@@ -36,6 +40,16 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
+
+
+class LinkState(enum.Enum):
+    """The cloud link, as the edge client sees it (one vocabulary for the client, the
+    router's device status and the HUD): ``reconnecting`` while a connection is being
+    made, ``offline`` after an attempt failed or the gateway refused the device."""
+
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -81,6 +95,25 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeechEnded:
+    timestamp_s: float
+    start_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SpeechPaused:
+    """Silence began inside speech at ``timestamp_s`` (the end of the speech so far): maybe
+    the end of the turn, not yet decided. ``utterance`` is what would be handed on if the
+    turn ended here (pre-roll, the speech, the audio after it so far)."""
+
+    timestamp_s: float
+    start_s: float
+    utterance: Utterance
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechResumed:
+    """Speech came back at ``timestamp_s`` after a ``SpeechPaused``: the turn goes on."""
+
     timestamp_s: float
     start_s: float
 
@@ -200,6 +233,8 @@ Frame = (
     | ButtonPressed
     | SpeechStarted
     | SpeechEnded
+    | SpeechPaused
+    | SpeechResumed
     | WakeDetected
     | Utterance
     | Transcript

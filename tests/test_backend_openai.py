@@ -22,18 +22,19 @@ from typing import Any
 import httpx
 import pytest
 
-from glasses_agent.cloud.backends.openai import (
+from glasses_agent.config import Config, ContemplateConfig, OpenAIConfig
+from glasses_agent.gateway.backends.openai import (
     OpenAIBackend,
     RateLimitedError,
     create,
     parse_retry_after_s,
 )
-from glasses_agent.cloud.contemplate import contemplate
-from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, make_backend
-from glasses_agent.config import Config, ContemplateConfig, OpenAIConfig
+from glasses_agent.gateway.contemplate import contemplate
+from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest, make_backend
+from glasses_agent.protocol import Facts, Location, SeenBarcode, SeenLabel
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x10" * 32
-SIGN = {"text": ["EXIT 12", "Main Street"]}
+SIGN = Facts(text=("EXIT 12", "Main Street"))
 
 
 def free_port() -> int:
@@ -61,8 +62,8 @@ def collect(config: OpenAIConfig, request: ReasoningRequest) -> list[str]:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server", reason="pip install 'glasses-agent[llm-server]'")
-    from glasses_agent.cloud.backends.local import resolve_model_path
     from glasses_agent.config import LocalLlmConfig
+    from glasses_agent.gateway.backends.local import resolve_model_path
 
     port = free_port()
     command = [
@@ -166,7 +167,8 @@ def test_real_server_contemplating_with_a_model_merge(llama_server: str) -> None
         try:
             request = ReasoningRequest(
                 query_id="c", text="should I take this exit to get to Main Street?",
-                facts={**SIGN, "labels": [{"name": "street sign", "score": 0.8}]}, max_tokens=48,
+                facts=dataclasses.replace(SIGN, labels=(SeenLabel(name="street sign", score=0.8),)),
+                max_tokens=48,
             )
             config = ContemplateConfig(token_budget=32, timeout_s=240.0)
             return "".join([d async for d in contemplate(backend, request, config)])
@@ -202,7 +204,9 @@ def test_real_server_with_a_text_only_model_still_answers_a_query_with_a_keyfram
     first, images_ok, again = asyncio.run(run())
     assert "EXIT" in first or "Main" in first
     assert not images_ok  # learned: later queries go as text only, at once
-    assert again == first  # temperature 0
+    # Answered again, grounded again (never the same text asserted: LLM text differs run to
+    # run, and from one CPU's kernels to another's).
+    assert "EXIT" in again or "Main" in again
 
 
 def test_real_server_wrong_path_is_a_clear_404(llama_server: str) -> None:
@@ -462,31 +466,36 @@ def test_create_reads_the_key_from_the_named_variable() -> None:
     asyncio.run(backend.aclose())
 
 
-def test_prompt_puts_the_facts_first_and_survives_malformed_ones() -> None:
-    from glasses_agent.cloud.prompts import MAX_FACTS_CHARS, user_prompt
+def test_prompt_puts_the_facts_first_in_words_a_small_model_copes_with() -> None:
+    from glasses_agent.gateway.prompts import MAX_FACTS_CHARS, user_prompt
 
-    facts = {
-        "text": ["EXIT 12", "Main Street"],
-        "barcodes": [{"type": "QR_CODE", "data": "https://example.com"}, "7310865004703"],
-        "labels": [{"name": "street sign", "score": 0.8}, "traffic light", {"score": 1}],
-        "center_labels": [{"name": "signpost", "score": 0.6}, {"name": "street sign"}],
-        "location": {"lat": 51.5, "lon": -0.12},
-        "people_in_view": 2,
-        "weird": {"nested": [1, 2]},
-        "empty": [],
-    }
+    facts = Facts(
+        text=("EXIT 12", "Main Street"),
+        barcodes=(SeenBarcode(type="QR code", data="https://example.com"),
+                  SeenBarcode(type="EAN-13", data="7310865004703")),
+        labels=(SeenLabel(name="street sign", score=0.8), SeenLabel(name="traffic light",
+                                                                    score=0.3)),
+        center_labels=(SeenLabel(name="signpost", score=0.6),
+                       SeenLabel(name="street sign", score=0.5)),
+        location=Location(lat=51.5, lon=-0.12),
+        people_in_view=2,
+        local_time="2026-11-03T14:05:00+01:00",
+        intent="other",
+        extra={"depth_estimate": "the wall is 2 m away"},
+    )
     prompt = user_prompt(ReasoningRequest(query_id="q", text="  where  am I? ", facts=facts))
     assert prompt.splitlines() == [
         'Camera sees text: "EXIT 12 / Main Street"',
         "Camera sees a barcode: QR code https://example.com",
-        "Camera sees a barcode: 7310865004703",
+        "Camera sees a barcode: EAN-13 7310865004703",
         "Camera sees objects: signpost, street sign, traffic light",
-        "Location: latitude 51.5, longitude -0.12",
         "People in view: 2",
-        'Weird: {"nested":[1,2]}',
+        "Location: latitude 51.5, longitude -0.12",
+        "Local time: Tuesday, 3 November 2026, 2:05 PM",
+        "Depth estimate: the wall is 2 m away",
         "Question: where am I?",
     ]
-    huge = user_prompt(ReasoningRequest(query_id="q", text="hi",
-                                        facts={f"k{i}": "x" * 250 for i in range(40)}))
+    huge = user_prompt(ReasoningRequest(
+        query_id="q", text="hi", facts=Facts(extra={f"k{i}": "x" * 250 for i in range(40)})))
     assert len(huge) < MAX_FACTS_CHARS + 100
     assert huge.endswith("Question: hi")

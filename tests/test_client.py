@@ -6,26 +6,27 @@ import asyncio
 import random
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from support.aio import cloud_config, run, running_gateway
 
-from glasses_agent.cloud.client import (
+from glasses_agent.config import CloudConfig
+from glasses_agent.edge.client import (
     CloudError,
     CloudRefusedError,
     CloudTimeoutError,
     EdgeClient,
     LinkState,
-    _query_facts,
     backoff_delay_s,
     read_token,
 )
-from glasses_agent.cloud.gateway import MemoryAnswerStore
-from glasses_agent.cloud.reasoning import DelayBackend
-from glasses_agent.config import CloudConfig
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import Barcode, Label, Perception, Query, TextLine
+from glasses_agent.gateway import MemoryAnswerStore
+from glasses_agent.gateway.reasoning import DelayBackend, ReasoningRequest
+from glasses_agent.protocol import Location, SeenBarcode, SeenLabel
 
 
 def _free_port() -> int:
@@ -53,23 +54,39 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
             assert 0.5 * base <= delay <= base
 
 
-def test_a_query_carries_the_routers_facts_and_the_location() -> None:
+def test_a_query_carries_the_routers_facts_and_the_location_to_the_backend() -> None:
     perception = Perception(
         timestamp_s=1.0, labels=(Label(name="coffee mug", score=0.91234),),
         text=(TextLine(text="EXIT", score=0.9, box=(0, 0, 1, 1)),),
         faces=((0, 0, 5, 5), (1, 1, 4, 4)),
         barcodes=(Barcode(type="EAN13", data="4006381333931"),),
     )
-    facts = _query_facts(perception, (48.8583701, 2.2944813))
-    assert facts.pop("local_time")
-    assert facts == {
-        "labels": [{"name": "coffee mug", "score": 0.91}],
-        "text": ["EXIT"],
-        "barcodes": [{"type": "EAN13", "data": "4006381333931"}],
-        "people_in_view": 2,
-        "location": {"lat": 48.85837, "lon": 2.29448},
-    }
-    assert set(_query_facts(None, None)) == {"local_time"}
+    seen: list[ReasoningRequest] = []
+
+    class Recording(DelayBackend):
+        async def stream(self, request: ReasoningRequest) -> AsyncIterator[str]:
+            seen.append(request)
+            async for delta in super().stream(request):
+                yield delta
+
+    async def main() -> None:
+        async with running_gateway(Recording()) as gw, EdgeClient(cloud_config(gw.url)) as client:
+            query = Query(query_id="q-facts", text="what is this?", timestamp_s=1.0,
+                          perception=perception)
+            await client.ask(query, location=(48.8583701, 2.2944813)).result()
+            await client.ask("what time is it in Tokyo?").result()
+
+    run(main())
+    facts, bare = seen[0].facts, seen[1].facts
+    assert facts.labels == (SeenLabel(name="coffee mug", score=0.91),)
+    assert facts.text == ("EXIT",)
+    assert facts.barcodes == (SeenBarcode(type="EAN-13", data="4006381333931"),)
+    assert facts.people_in_view == 2
+    assert facts.location == Location(lat=48.85837, lon=2.29448)
+    local = facts.local_datetime()
+    assert local is not None and local.tzinfo is not None  # the wearer's time, with its zone
+    assert bare.local_datetime() is not None and not bare.sees_something
+    assert bare.location is None  # no location unless the wearer allows it
 
 
 def test_offline_until_the_gateway_comes_up_then_connected() -> None:

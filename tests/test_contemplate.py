@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from glasses_agent.cloud.contemplate import (
+from glasses_agent.config import ContemplateConfig, LocalLlmConfig
+from glasses_agent.gateway.contemplate import (
     SubAnswer,
     contemplate,
     deterministic_merge,
@@ -23,16 +24,17 @@ from glasses_agent.cloud.contemplate import (
     plan_agents,
     run_agents,
 )
-from glasses_agent.cloud.reasoning import BackendError, DelayBackend, ReasoningRequest, Usage
-from glasses_agent.config import ContemplateConfig, LocalLlmConfig
+from glasses_agent.gateway.reasoning import BackendError, DelayBackend, ReasoningRequest, Usage
+from glasses_agent.protocol import Facts, SeenLabel
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
-FACTS: dict[str, Any] = {
-    "text": ["EXIT 12", "Main Street"],
-    "labels": [{"name": "street sign", "score": 0.8}],
-    "people_in_view": 1,
-    "local_time": "Tuesday, 3 November 2026, 2:05 PM",
-}
+FACTS = Facts(
+    text=("EXIT 12", "Main Street"),
+    labels=(SeenLabel(name="street sign", score=0.8),),
+    people_in_view=1,
+    local_time="2026-11-03T14:05:00+01:00",
+    intent="read_text",
+)
 
 
 def request(text: str = "what does the sign say?", **kw: Any) -> ReasoningRequest:
@@ -112,11 +114,11 @@ def test_sub_agents_run_at_the_same_time() -> None:
 
 def test_each_agent_sees_its_part_with_its_budget() -> None:
     plan = dict(plan_agents(request(max_tokens=200), ContemplateConfig(token_budget=48)))
-    assert plan["reader"].facts == {"text": ["EXIT 12", "Main Street"]}
+    assert plan["reader"].facts == Facts(text=("EXIT 12", "Main Street"))
     assert plan["reader"].images_jpeg == ()
-    assert plan["scene"].facts == {"labels": FACTS["labels"], "people_in_view": 1}
+    assert plan["scene"].facts == Facts(labels=FACTS.labels, people_in_view=1)
     assert plan["scene"].images_jpeg == (JPEG,)
-    assert plan["knowledge"].facts == {"local_time": FACTS["local_time"]}
+    assert plan["knowledge"].facts == Facts(local_time=FACTS.local_time, intent="read_text")
     assert {r.max_tokens for r in plan.values()} == {48}
     assert {r.query_id for r in plan.values()} == {"q#reader", "q#scene", "q#knowledge"}
     assert not any(r.contemplate for r in plan.values())
@@ -126,7 +128,7 @@ def test_each_agent_sees_its_part_with_its_budget() -> None:
 
 
 def test_agents_with_nothing_to_work_on_are_skipped() -> None:
-    bare = request(text="who built the first bridge here?", facts={}, images_jpeg=())
+    bare = request(text="who built the first bridge here?", facts=Facts(), images_jpeg=())
     assert [a for a, _ in plan_agents(bare, ContemplateConfig())] == ["knowledge"]
     only_camera = ContemplateConfig(agents=("reader", "scene"))
     assert plan_agents(bare, only_camera) == []
@@ -223,7 +225,7 @@ def test_model_merge_streams_one_short_call_with_the_sub_answers() -> None:
     got = answer(backend, request(), ContemplateConfig(merge="model", token_budget=40))
     assert got == "Take exit 12 for Main Street. "
     merge = backend.requests[-1]
-    assert merge.query_id == "q#merge" and merge.max_tokens == 40 and not merge.facts
+    assert merge.query_id == "q#merge" and merge.max_tokens == 40 and merge.facts == Facts()
     assert "reader helper: It says EXIT 12, Main Street." in merge.text
     assert "Wearer's question: what does the sign say?" in merge.text
 
@@ -284,7 +286,7 @@ def test_bad_config_is_a_clear_error(config: ContemplateConfig, message: str) ->
 @pytest.fixture(scope="module")
 def local_backend() -> Iterator[Any]:
     pytest.importorskip("llama_cpp", reason="pip install 'glasses-agent[llm]'")
-    from glasses_agent.cloud.backends.local import LocalBackend
+    from glasses_agent.gateway.backends.local import LocalBackend
 
     backend = LocalBackend(LocalLlmConfig(temperature=0.0))
     yield backend
@@ -310,9 +312,9 @@ def test_contemplating_on_the_embedded_model(local_backend: Any) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["glasses_agent.cloud.contemplate", "glasses_agent.cloud.prompts",
-     "glasses_agent.cloud.backends", "glasses_agent.cloud.backends.local",
-     "glasses_agent.cloud.backends.openai"],
+    ["glasses_agent.gateway.contemplate", "glasses_agent.gateway.prompts",
+     "glasses_agent.gateway.backends", "glasses_agent.gateway.backends.local",
+     "glasses_agent.gateway.backends.openai"],
 )
 def test_public_exports(name: str) -> None:
     import importlib

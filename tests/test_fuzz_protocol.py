@@ -19,9 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection as SyncWebSocket
 from websockets.sync.client import connect as sync_connect
 
-from glasses_agent.cloud.client import EdgeClient
-from glasses_agent.cloud.gateway import Gateway
-from glasses_agent.cloud.reasoning import DelayBackend
+from glasses_agent.edge.client import EdgeClient
+from glasses_agent.gateway import Gateway
+from glasses_agent.gateway.reasoning import DelayBackend
 from glasses_agent.protocol import (
     AnswerDelta,
     AnswerDone,
@@ -31,14 +31,18 @@ from glasses_agent.protocol import (
     Close,
     CloseCode,
     ErrorMessage,
+    Facts,
     GoingAway,
     Hello,
     Keyframe,
     Limits,
+    Location,
     Message,
     Ping,
     Pong,
     QueryRequest,
+    SeenBarcode,
+    SeenLabel,
     ServerConnection,
     SessionStarted,
     State,
@@ -64,8 +68,20 @@ json_values = st.recursive(
                                                                 max_size=4),
     max_leaves=12,
 )
-facts = st.dictionaries(st.sampled_from(["labels", "text", "barcodes", "location", "x"]),
-                        json_values, max_size=3)
+short_text = st.text(max_size=20)
+facts = st.builds(
+    Facts,
+    labels=st.lists(st.builds(SeenLabel, name=short_text, score=st.floats(0.0, 1.0)),
+                    max_size=3).map(tuple),
+    text=st.lists(short_text, max_size=3).map(tuple),
+    barcodes=st.lists(st.builds(SeenBarcode, type=short_text, data=short_text),
+                      max_size=2).map(tuple),
+    people_in_view=st.integers(0, 5),
+    location=st.none() | st.builds(Location, lat=st.floats(-90.0, 90.0),
+                                   lon=st.floats(-180.0, 180.0)),
+    intent=st.sampled_from(["", "identify", "read_text", "other"]),
+    extra=st.dictionaries(st.text(min_size=1, max_size=8), short_text, max_size=2),
+)
 jpegs = st.binary(max_size=64).map(lambda b: b"\xff\xd8" + b)
 
 client_messages: st.SearchStrategy[Message] = st.one_of(

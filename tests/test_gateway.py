@@ -16,26 +16,25 @@ from support.aio import cloud_config, gateway_config, run, running_gateway
 from support.gateway_proc import GatewayProcess
 from support.wire import raw_connect
 
-from glasses_agent.cloud.client import EdgeClient
-from glasses_agent.cloud.gateway import (
-    MemoryAnswerStore,
-    SqliteAnswerStore,
-    StoredAnswer,
-    TokenTable,
-)
-from glasses_agent.cloud.reasoning import BackendError, DelayBackend, ReasoningRequest
 from glasses_agent.config import GatewayConfig
+from glasses_agent.edge.client import EdgeClient
 from glasses_agent.errors import BadInputError
+from glasses_agent.gateway import MemoryAnswerStore, SqliteAnswerStore, TokenTable
+from glasses_agent.gateway.reasoning import BackendError, DelayBackend, ReasoningRequest
 from glasses_agent.protocol import (
     PROTOCOL_VERSION,
+    AnswerDone,
     CancelQuery,
     CloseCode,
+    Facts,
     Keyframe,
     Ping,
     QueryRequest,
+    SeenLabel,
 )
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 2000
+MUG = Facts(labels=(SeenLabel(name="mug", score=0.8),))
 
 
 class RecordingBackend(DelayBackend):
@@ -76,7 +75,7 @@ def test_a_query_streams_deltas_then_done_with_usage_and_timing() -> None:
             assert started["protocol"] == PROTOCOL_VERSION
             assert started["limits"]["max_queries_in_flight"] == 4
             await raw.send(QueryRequest(query_id="q1", text="what is this", images=1,
-                                        facts={"labels": [{"name": "mug", "score": 0.8}]}))
+                                        facts=MUG))
             await raw.send(Keyframe(query_id="q1", index=0, jpeg=JPEG))
             messages = await raw.recv_until("answer.done")
             deltas = [m for m in messages if m["type"] == "answer.delta"]
@@ -88,7 +87,7 @@ def test_a_query_streams_deltas_then_done_with_usage_and_timing() -> None:
             await raw.ws.close()
         request = backend.requests[0]
         assert request.images_jpeg == (JPEG,)
-        assert request.facts == {"labels": [{"name": "mug", "score": 0.8}]}
+        assert request.facts == MUG
 
     run(main())
 
@@ -261,7 +260,8 @@ def test_contemplating_queries_are_answered() -> None:
 
                 query = Query(query_id="c1", text="should I buy this?", timestamp_s=0.0,
                               contemplate=True)
-                answer = await client.ask(query, facts={"labels": [{"name": "shoe"}]}).result()
+                answer = await client.ask(
+                    query, facts=Facts(labels=(SeenLabel(name="shoe", score=0.6),))).result()
                 assert answer.text.strip()
                 # The sub-agents' own counts (scene, knowledge), added up: not an estimate,
                 # and none left in the backend (they once piled up there, query after query).
@@ -310,7 +310,7 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
 
     run(main())
     with pytest.raises(BadInputError, match="both"):
-        from glasses_agent.cloud.gateway import server_ssl_context
+        from glasses_agent.gateway import server_ssl_context
 
         server_ssl_context(GatewayConfig(tls_cert=str(cert)))
 
@@ -335,8 +335,8 @@ def test_sqlite_answer_store_keeps_answers_across_a_reopen(tmp_path: Path) -> No
     async def main() -> None:
         db = tmp_path / "answers.sqlite"
         store = SqliteAnswerStore(db, ttl_s=100)
-        answer = StoredAnswer(text="kept", completion_tokens=1, finished_at_s=1000.0)
-        await store.put("dev", "q", answer)
+        answer = AnswerDone(query_id="q", text="kept", completion_tokens=1)
+        await store.put("dev", "q", answer, finished_at_s=1000.0)
         await store.aclose()
         store = SqliteAnswerStore(db, ttl_s=100)
         assert await store.get("dev", "q", 1050.0) == answer

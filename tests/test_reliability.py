@@ -13,8 +13,8 @@ from support.faultproxy import FaultProxy
 from support.gateway_proc import GatewayProcess
 from support.wire import raw_connect
 
-from glasses_agent.cloud.client import EdgeClient, LinkState, Reply
-from glasses_agent.cloud.reasoning import DelayBackend
+from glasses_agent.edge.client import EdgeClient, LinkState, Reply
+from glasses_agent.gateway.reasoning import DelayBackend
 from glasses_agent.protocol import QueryRequest
 
 
@@ -48,7 +48,7 @@ def test_gateway_killed_mid_answer_then_restarted_answers_exactly_once(tmp_path:
                 answer = reply.answer
                 assert answer is not None
                 assert heard == answer.text == "You asked: count to twenty"
-                assert answer.restarts == 1 and not answer.replayed  # regenerated, said once
+                assert reply.restarts == 1 and not answer.replayed  # regenerated, said once
                 assert client.sessions_opened == 2
 
             # The answered ids survived the kill (SQLite): a re-sent query is replayed.

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from glasses_agent.config import RouterConfig
-from glasses_agent.frames import Barcode, Label, Perception, Query, TextLine
+from glasses_agent.frames import Barcode, Label, LinkState, Perception, Query, TextLine
+from glasses_agent.protocol import Facts, SeenBarcode, SeenLabel
 from glasses_agent.router import (
     Decision,
     DeviceStatus,
@@ -22,7 +23,7 @@ from glasses_agent.router import (
 )
 
 NOW = datetime(2026, 11, 3, 14, 5, tzinfo=timezone(timedelta(hours=1)))
-ONLINE = DeviceStatus(battery_percent=82, link="online")
+ONLINE = DeviceStatus(battery_percent=82, link=LinkState.CONNECTED)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
 
 
@@ -126,7 +127,7 @@ def test_low_confidence_ocr_is_not_read_and_read_escalates_with_the_keyframe() -
     assert d.kind == "escalate"
     assert "no text" in d.reason
     assert d.keyframe is not None and d.keyframe.jpeg == JPEG
-    assert "text" not in d.facts
+    assert d.facts.text == ()
 
 
 def test_barcodes() -> None:
@@ -153,7 +154,7 @@ def test_what_is_this_answers_when_confident_and_escalates_when_not() -> None:
     d = route(q, now=NOW, device=ONLINE)
     assert d.kind == "escalate" and "not confident" in d.reason
     assert d.keyframe is not None
-    assert d.facts["labels"] == [{"name": "tripod", "score": 0.31}]
+    assert d.facts.labels == (SeenLabel(name="tripod", score=0.31),)
     local_only = RouterConfig(escalate_unsure=False)
     d = route(query("what is this", unsure), now=NOW, device=ONLINE, config=local_only)
     assert d.kind == "local" and d.reply == "I'm not sure. It might be a tripod."
@@ -162,7 +163,7 @@ def test_what_is_this_answers_when_confident_and_escalates_when_not() -> None:
 
 
 def test_device_status_uses_what_is_passed_in() -> None:
-    device = DeviceStatus(battery_percent=41.6, charging=True, link="offline",
+    device = DeviceStatus(battery_percent=41.6, charging=True, link=LinkState.OFFLINE,
                           models={"speech": "Whisper tiny.en", "cloud": "SmolLM2-135M"})
     d = route(query("battery status"), now=NOW, device=device)
     assert d.kind == "local" and d.rule == "device_status"
@@ -185,7 +186,7 @@ def test_how_much_is_this_reads_the_price_from_ocr() -> None:
     label = seen(text=(("Best before 12.05.2026", 0.9, (0, 0, 200, 30)),))
     d = route(query("how much is this", label, keyframes_jpeg=(JPEG,)), now=NOW, device=ONLINE)
     assert d.kind == "escalate" and "no price" in d.reason and d.keyframe is not None
-    assert d.facts["text"] == ["Best before 12.05.2026"]
+    assert d.facts.text == ("Best before 12.05.2026",)
     offline = offline_fallback(query("how much is this", label), now=NOW, device=ONLINE)
     assert offline.reply == "I'm offline, but I can read: Best before 12.05.2026."
     private = route(query("how much is this", tag), now=NOW, device=DeviceStatus(privacy=True))
@@ -212,7 +213,8 @@ def test_privacy_switch_and_privacy_mode() -> None:
     q = query("what's the weather like here?", SIGN, keyframes_jpeg=(JPEG,))
     d = route(q, now=NOW, device=private)
     assert d.kind == "escalate" and d.keyframe is None
-    assert set(d.facts) == {"local_time"}
+    assert not d.facts.sees_something and d.facts.people_in_view == 0
+    assert d.facts.local_datetime() == NOW
 
 
 def test_escalation_carries_facts_and_a_keyframe_only_for_visual_questions() -> None:
@@ -221,11 +223,13 @@ def test_escalation_carries_facts_and_a_keyframe_only_for_visual_questions() -> 
     q = query("How far is this exit from the airport?", scene, keyframes_jpeg=(JPEG,))
     d = route(q, now=NOW, device=ONLINE)
     assert (d.kind, d.rule) == ("escalate", "escalate")
-    assert d.facts["text"] == ["EXIT 12"]
-    assert d.facts["barcodes"] == [{"type": "EAN13", "data": "4006381333931"}]
-    assert d.facts["people_in_view"] == 2
-    assert d.facts["local_time"] == "Tuesday, 3 November 2026, 2:05 PM"
-    json.dumps(d.facts)  # plain JSON data, ready for the wire
+    assert d.facts.text == ("EXIT 12",)
+    # The symbology as it is spoken: the gateway never needs the router's vocabulary.
+    assert d.facts.barcodes == (SeenBarcode(type="EAN-13", data="4006381333931"),)
+    assert d.facts.people_in_view == 2
+    assert d.facts.local_time == "2026-11-03T14:05:00+01:00"
+    assert d.facts.intent == "other"
+    json.dumps(d.facts.to_wire())  # plain JSON data, ready for the wire
     assert d.keyframe is not None
     knowledge = route(query("who wrote Hamlet?", scene, keyframes_jpeg=(JPEG,)), now=NOW,
                       device=ONLINE)
@@ -281,7 +285,7 @@ def test_offline_fallback_gives_the_best_device_answer_and_says_so() -> None:
 
 
 def test_a_known_offline_link_answers_at_once() -> None:
-    offline = DeviceStatus(link="offline")
+    offline = DeviceStatus(link=LinkState.OFFLINE)
     d = route(query("is this cat friendly?", seen(center=(("tabby", 0.62),))), now=NOW,
               device=offline)
     assert d.kind == "local" and d.offline and d.reply.startswith("I'm offline")
@@ -306,7 +310,7 @@ def test_every_decision_is_logged_with_its_reason(caplog: pytest.LogCaptureFixtu
 
 def test_facts_without_perception_and_decisions_are_frozen() -> None:
     facts = facts_from_perception(None, now=NOW)
-    assert facts == {"local_time": "Tuesday, 3 November 2026, 2:05 PM"}
+    assert facts == Facts(local_time="2026-11-03T14:05:00+01:00")
     d = route(query("what time is it"), now=NOW, device=ONLINE)
     with pytest.raises(AttributeError):
         d.reply = "changed"  # type: ignore[misc]
@@ -345,12 +349,12 @@ def test_remember_keeps_a_note_with_what_was_seen_and_recall_finds_it() -> None:
     assert (d.kind, d.rule, d.action) == ("local", "remember", "remember")
     assert d.reply == "Okay, I'll remember: where you parked."
     assert d.note is not None and d.note.text == "where i parked"
-    assert d.note.facts["text"] == ["LEVEL 3", "Zone B"]
+    assert d.note.facts.text == ("LEVEL 3", "Zone B")
     coffee = route(query("remember that the coffee is on the top shelf"), now=NOW,
                    device=ONLINE).note
     assert coffee is not None
     later = NOW + timedelta(minutes=42)
-    device = DeviceStatus(link="online", notes=(d.note, coffee))
+    device = DeviceStatus(link=LinkState.CONNECTED, notes=(d.note, coffee))
     answer = route(query("where did I park my car?"), now=later, device=device)
     assert (answer.kind, answer.rule) == ("local", "recall")
     assert answer.reply.startswith("You asked me to remember: where you parked, 42 minutes ago.")
@@ -362,7 +366,7 @@ def test_remember_keeps_a_note_with_what_was_seen_and_recall_finds_it() -> None:
 def test_recall_with_no_notes_says_so_and_privacy_keeps_no_camera_facts() -> None:
     d = route(query("where did I park"), now=NOW, device=ONLINE)
     assert d.reply == "You haven't asked me to remember anything yet."
-    private = DeviceStatus(link="online", privacy=True)
+    private = DeviceStatus(link=LinkState.CONNECTED, privacy=True)
     level = seen(text=(("LEVEL 3", 0.95, (0, 0, 50, 20)),))
     kept = route(query("remember where I parked", level), now=NOW, device=private).note
-    assert kept is not None and kept.facts == {}
+    assert kept is not None and kept.facts == Facts()

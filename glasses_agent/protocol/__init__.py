@@ -1,92 +1,15 @@
-"""The edge<->cloud wire protocol, sans-I/O: messages and the connection state machine.
+"""The edge<->cloud wire protocol, sans-I/O: messages, facts, codes and the connection
+state machine.
 
-``docs/protocol.md`` is the specification. No sockets, tasks or clocks here: the
-edge client (``glasses_agent.cloud.client``) and the gateway
-(``glasses_agent.cloud.gateway``) move the websocket messages and pass ``now_s``.
+``docs/protocol.md`` is the specification. No sockets, tasks or clocks here (a test
+enforces it): ``glasses_agent.transport`` moves the websocket messages for the edge
+client and the gateway alike and passes ``now_s``.
 """
 
-from glasses_agent.protocol.connection import (
-    AnswerFinished,
-    AnswerRestarted,
-    CancelReceived,
-    ClientConnection,
-    ClientEvent,
-    Close,
-    DeltaReceived,
-    Disconnected,
-    ErrorReceived,
-    GoingAwayReceived,
-    HelloReceived,
-    Limits,
-    Outgoing,
-    ProtocolViolation,
-    QueryFailed,
-    QueryReceived,
-    ServerConnection,
-    ServerEvent,
-    SessionOpened,
-    State,
-)
-from glasses_agent.protocol.messages import (
-    MAX_IMAGES_PER_QUERY,
-    PROTOCOL_VERSION,
-    AnswerDelta,
-    AnswerDone,
-    AnswerReset,
-    CancelQuery,
-    CloseCode,
-    ErrorMessage,
-    GoingAway,
-    Hello,
-    Keyframe,
-    Message,
-    Ping,
-    Pong,
-    ProtocolError,
-    QueryRequest,
-    SessionStarted,
-    decode,
-    encode,
-)
+from glasses_agent.protocol import codes, connection, facts, messages
+from glasses_agent.protocol.codes import *  # noqa: F403 - the package's facade
+from glasses_agent.protocol.connection import *  # noqa: F403
+from glasses_agent.protocol.facts import *  # noqa: F403
+from glasses_agent.protocol.messages import *  # noqa: F403
 
-__all__ = [
-    "MAX_IMAGES_PER_QUERY",
-    "PROTOCOL_VERSION",
-    "AnswerDelta",
-    "AnswerDone",
-    "AnswerFinished",
-    "AnswerReset",
-    "AnswerRestarted",
-    "CancelQuery",
-    "CancelReceived",
-    "ClientConnection",
-    "ClientEvent",
-    "Close",
-    "CloseCode",
-    "DeltaReceived",
-    "Disconnected",
-    "ErrorMessage",
-    "ErrorReceived",
-    "GoingAway",
-    "GoingAwayReceived",
-    "Hello",
-    "HelloReceived",
-    "Keyframe",
-    "Limits",
-    "Message",
-    "Outgoing",
-    "Ping",
-    "Pong",
-    "ProtocolError",
-    "ProtocolViolation",
-    "QueryFailed",
-    "QueryReceived",
-    "QueryRequest",
-    "ServerConnection",
-    "ServerEvent",
-    "SessionOpened",
-    "SessionStarted",
-    "State",
-    "decode",
-    "encode",
-]
+__all__ = [*codes.__all__, *connection.__all__, *facts.__all__, *messages.__all__]

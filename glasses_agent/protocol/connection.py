@@ -1,13 +1,13 @@
 """The protocol state machine for both roles, sans-I/O.
 
-Nothing here touches a socket, a task or a clock. An adapter (the edge client,
-the gateway) moves websocket messages in and out::
+Nothing here touches a socket, a task or a clock. An adapter
+(``glasses_agent.transport``) moves websocket messages in and out::
 
     events = conn.receive_text(message, now_s)   # or receive_bytes
     ... act on events, call conn.send_delta(...), conn.accept(...), ...
     for item in conn.data_to_send():             # str, bytes, or a final Close
         ...
-    events = conn.tick(now_s)                    # at conn.next_tick_s: heartbeats
+    conn.tick(now_s)                             # at conn.next_tick_s: heartbeats, timeouts
 
 ``ServerConnection`` lives for one websocket connection. ``ClientConnection``
 lives for the whole edge session and spans reconnects: ``start(now_s)`` begins
@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from glasses_agent.protocol.codes import NO_RETRY, CloseCode, ErrorCode, ProtocolError
 from glasses_agent.protocol.messages import (
     CLIENT_MESSAGES,
     MAX_IMAGES_PER_QUERY,
@@ -33,7 +34,6 @@ from glasses_agent.protocol.messages import (
     AnswerDone,
     AnswerReset,
     CancelQuery,
-    CloseCode,
     ErrorMessage,
     GoingAway,
     Hello,
@@ -41,7 +41,6 @@ from glasses_agent.protocol.messages import (
     Message,
     Ping,
     Pong,
-    ProtocolError,
     QueryRequest,
     SessionStarted,
     check_query_id,
@@ -265,8 +264,8 @@ class _Core:
             size = len(data.encode("utf-8", "surrogatepass"))
         if size > self.limits.max_message_bytes:
             message = f"message of {size} bytes (limit {self.limits.max_message_bytes})"
-            self._fail("message_too_big", message, CloseCode.MESSAGE_TOO_BIG)
-            return ProtocolViolation(code="message_too_big", message=message)
+            self._fail(ErrorCode.MESSAGE_TOO_BIG, message, CloseCode.MESSAGE_TOO_BIG)
+            return ProtocolViolation(code=ErrorCode.MESSAGE_TOO_BIG, message=message)
         types = SERVER_MESSAGES if isinstance(self, ClientConnection) else CLIENT_MESSAGES
         try:
             seq, message_in = decode(data, types)
@@ -277,7 +276,8 @@ class _Core:
         self._recv_seq = seq
         if seq != expected:
             # Reported, then handled all the same: a numbering slip loses nothing.
-            self._gaps.append(self._violation("bad_sequence", f"seq {seq}, expected {expected}"))
+            self._gaps.append(self._violation(ErrorCode.BAD_SEQUENCE,
+                                              f"seq {seq}, expected {expected}"))
             if self._closing:
                 return None
         if heartbeats and isinstance(message_in, Ping):
@@ -291,7 +291,8 @@ class _Core:
         self._errors += 1
         self._send(ErrorMessage(code=code, message=message, query_id=query_id))
         if self._errors > self.limits.max_errors:
-            self._fail("too_many_errors", f"more than {self.limits.max_errors} bad messages",
+            self._fail(ErrorCode.TOO_MANY_ERRORS,
+                       f"more than {self.limits.max_errors} bad messages",
                        CloseCode.TOO_MANY_ERRORS)
         return ProtocolViolation(code=code, message=message)
 
@@ -309,13 +310,14 @@ class _Core:
         """Heartbeats: a ``ping`` when due, a close when the peer has gone silent."""
         if self.state is State.CONNECTING:
             if now_s - self._started_s >= self.limits.handshake_timeout_s:
-                self._fail("handshake_timeout", "no handshake in time", CloseCode.BAD_HANDSHAKE)
+                self._fail(ErrorCode.HANDSHAKE_TIMEOUT,
+                           "no handshake in time", CloseCode.BAD_HANDSHAKE)
             return
         if self.state is not State.OPEN:
             return
         if now_s - self._last_recv_s >= self.limits.silence_timeout_s:
             silent = now_s - self._last_recv_s
-            self._fail("heartbeat_timeout", f"nothing received for {silent:.1f} s",
+            self._fail(ErrorCode.HEARTBEAT_TIMEOUT, f"nothing received for {silent:.1f} s",
                        CloseCode.HEARTBEAT_TIMEOUT)
         elif now_s - self._last_ping_s >= self.limits.heartbeat_s:
             self._ping_id += 1
@@ -364,7 +366,7 @@ class ServerConnection(_Core):
 
     def _handle(self, message: Message) -> list[ServerEvent]:
         if self.state is State.CONNECTING:
-            return [self._violation("handshake_pending", "wait for session.started")]
+            return [self._violation(ErrorCode.HANDSHAKE_PENDING, "wait for session.started")]
         if isinstance(message, QueryRequest):
             return self._on_query(message)
         if isinstance(message, Keyframe):
@@ -381,7 +383,8 @@ class ServerConnection(_Core):
                 return [CancelReceived(query_id=message.query_id,
                                        heard_chars=message.heard_chars)]
             return []  # already over: nothing to cancel
-        return [self._violation("unexpected_message", f"{message.TYPE} is not expected now")]
+        return [self._violation(ErrorCode.UNEXPECTED_MESSAGE,
+                                f"{message.TYPE} is not expected now")]
 
     def _receive_hello(self, data: str | bytes, now_s: float) -> list[ServerEvent]:
         message = self._decode(data, now_s, heartbeats=False)
@@ -394,26 +397,29 @@ class ServerConnection(_Core):
                 f"got {message.TYPE}")
             self._out.clear()
             self._send_seq = 0
-            self._fail("bad_handshake", f"the first message must be a valid hello: {detail}",
+            self._fail(ErrorCode.BAD_HANDSHAKE,
+                       f"the first message must be a valid hello: {detail}",
                        CloseCode.BAD_HANDSHAKE)
-            return [ProtocolViolation(code="bad_handshake", message=detail)]
+            return [ProtocolViolation(code=ErrorCode.BAD_HANDSHAKE, message=detail)]
         self._hello_seen = True
         if message.protocol != PROTOCOL_VERSION:
-            self._fail("unsupported_version",
+            self._fail(ErrorCode.UNSUPPORTED_VERSION,
                        f"protocol {message.protocol} is not spoken here (use {PROTOCOL_VERSION})",
                        CloseCode.UNSUPPORTED_VERSION)
-            return [ProtocolViolation(code="unsupported_version", message=str(message.protocol))]
+            return [ProtocolViolation(code=ErrorCode.UNSUPPORTED_VERSION,
+                                      message=str(message.protocol))]
         return [HelloReceived(hello=message)]
 
     def _on_query(self, query: QueryRequest) -> list[ServerEvent]:
         qid = query.query_id
         if qid in self._in_flight:
-            return [self._violation("duplicate_query", f"query {qid} is already being answered")]
+            return [self._violation(ErrorCode.DUPLICATE_QUERY,
+                                    f"query {qid} is already being answered")]
         if len(self._in_flight) >= self.limits.max_queries_in_flight:
             if query.images:
                 self._discarding[qid] = query.images
             self._send(ErrorMessage(
-                code="busy", query_id=qid,
+                code=ErrorCode.BUSY, query_id=qid,
                 message=f"{self.limits.max_queries_in_flight} queries are already in flight",
             ))
             return []
@@ -431,10 +437,11 @@ class ServerConnection(_Core):
                 del self._discarding[qid]
             return []
         if qid not in self._assembling:
-            return [self._violation("unexpected_image", f"no query {qid} waits for a keyframe")]
+            return [self._violation(ErrorCode.UNEXPECTED_IMAGE,
+                                    f"no query {qid} waits for a keyframe")]
         query, images = self._assembling[qid]
         if frame.index != len(images):
-            return [self._violation("unexpected_image",
+            return [self._violation(ErrorCode.UNEXPECTED_IMAGE,
                                     f"keyframe {frame.index} of {qid}, expected {len(images)}")]
         images.append(frame.jpeg)
         if len(images) < query.images:
@@ -608,7 +615,8 @@ class ClientConnection(_Core):
             return self._on_error(message)
         if self.state is State.CONNECTING:
             if not isinstance(message, SessionStarted):
-                return [self._violation("unexpected_message", f"{message.TYPE} before session")]
+                return [self._violation(ErrorCode.UNEXPECTED_MESSAGE,
+                                        f"{message.TYPE} before session")]
             self.state = State.OPEN
             self.session_id = message.session_id
             self.resume_handle = message.resume_handle
@@ -627,7 +635,8 @@ class ClientConnection(_Core):
             return [AnswerRestarted(query_id=message.query_id, discarded_chars=dropped)]
         if isinstance(message, GoingAway):
             return [GoingAwayReceived(going_away=message)]
-        return [self._violation("unexpected_message", f"{message.TYPE} is not expected now")]
+        return [self._violation(ErrorCode.UNEXPECTED_MESSAGE,
+                                f"{message.TYPE} is not expected now")]
 
     def _on_delta(self, delta: AnswerDelta) -> list[ClientEvent]:
         pending = self._pending.get(delta.query_id)
@@ -635,7 +644,8 @@ class ClientConnection(_Core):
             return []  # ended here already (cancelled, timed out): late text is dropped
         have = len(pending.text)
         if delta.offset > have:
-            return [self._violation("bad_offset", f"delta at {delta.offset}, have {have} chars")]
+            return [self._violation(ErrorCode.BAD_OFFSET,
+                                    f"delta at {delta.offset}, have {have} chars")]
         new = delta.text[have - delta.offset:]
         if not new:
             return []
@@ -669,9 +679,9 @@ class ClientConnection(_Core):
         self.state = State.CLOSED
         for pending in self._pending.values():
             pending.on_wire = False
-        if code in CloseCode.NO_RETRY:
+        if code in NO_RETRY:
             self.resume_handle = ""
-        return [Disconnected(code=code, reason=reason, retry=code not in CloseCode.NO_RETRY)]
+        return [Disconnected(code=code, reason=reason, retry=code not in NO_RETRY)]
 
     def fail_all(self, code: str, message: str) -> list[ClientEvent]:
         """End every waiting query (e.g. the gateway refused the device)."""

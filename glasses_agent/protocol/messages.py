@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from glasses_agent.errors import GlassesError
+from glasses_agent.protocol.codes import ErrorCode, ProtocolError
+from glasses_agent.protocol.facts import Facts
 
 __all__ = [
     "BINARY_HEADER",
@@ -40,7 +41,6 @@ __all__ = [
     "AnswerReset",
     "CancelQuery",
     "ClientMessage",
-    "CloseCode",
     "ErrorMessage",
     "GoingAway",
     "Hello",
@@ -48,7 +48,6 @@ __all__ = [
     "Message",
     "Ping",
     "Pong",
-    "ProtocolError",
     "QueryRequest",
     "ServerMessage",
     "SessionStarted",
@@ -70,33 +69,7 @@ BINARY_HEADER: Final = struct.Struct("!2sBBIBBH")
 _MAGIC: Final = b"GA"
 _KIND_KEYFRAME: Final = 1
 _JPEG_MAGIC: Final = b"\xff\xd8"
-
-
-class CloseCode:
-    """Websocket close codes (RFC 6455 ones, then ours in the 4000-4999 private range)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001  # the gateway is shutting down: reconnect (elsewhere)
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    BAD_HANDSHAKE = 4000  # first message not a valid hello, or no hello in time
-    UNAUTHORIZED = 4001  # missing or wrong device token (do not retry)
-    UNSUPPORTED_VERSION = 4002  # protocol version not spoken by the gateway (do not retry)
-    HEARTBEAT_TIMEOUT = 4003  # nothing heard from the peer for too long
-    TOO_MANY_ERRORS = 4004  # too many malformed messages on one connection
-    SESSION_REPLACED = 4005  # a newer connection resumed this session
-
-    NO_RETRY: ClassVar[frozenset[int]] = frozenset({UNAUTHORIZED, UNSUPPORTED_VERSION})
-
-
-class ProtocolError(GlassesError):
-    """A message that cannot be accepted. ``code`` is sent to the peer in an ``error``."""
-
-    exit_code = 2
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+_BAD: Final = ErrorCode.BAD_MESSAGE
 
 
 # --- field readers: each says exactly what is wrong -------------------------------------------
@@ -106,18 +79,18 @@ def _checked_text(value: str, where: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ProtocolError("bad_message", f"{where}: not valid UTF-8 text") from exc
+        raise ProtocolError(_BAD, f"{where}: not valid UTF-8 text") from exc
     return value
 
 
 def _str(obj: Mapping[str, Any], key: str, *, max_chars: int, default: str | None = None) -> str:
     value = obj.get(key, default)
     if value is None:
-        raise ProtocolError("bad_message", f"missing field {key!r}")
+        raise ProtocolError(_BAD, f"missing field {key!r}")
     if not isinstance(value, str):
-        raise ProtocolError("bad_message", f"field {key!r} must be a string")
+        raise ProtocolError(_BAD, f"field {key!r} must be a string")
     if len(value) > max_chars:
-        raise ProtocolError("bad_message", f"field {key!r} is longer than {max_chars} characters")
+        raise ProtocolError(_BAD, f"field {key!r} is longer than {max_chars} characters")
     return _checked_text(value, key)
 
 
@@ -126,23 +99,23 @@ def _int(
 ) -> int:
     value = obj.get(key, default)
     if value is None:
-        raise ProtocolError("bad_message", f"missing field {key!r}")
+        raise ProtocolError(_BAD, f"missing field {key!r}")
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ProtocolError("bad_message", f"field {key!r} must be an integer in [{low}, {high}]")
+        raise ProtocolError(_BAD, f"field {key!r} must be an integer in [{low}, {high}]")
     return value
 
 
 def _float(obj: Mapping[str, Any], key: str, *, default: float) -> float:
     value = obj.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1e9:
-        raise ProtocolError("bad_message", f"field {key!r} must be a number >= 0")
+        raise ProtocolError(_BAD, f"field {key!r} must be a number >= 0")
     return float(value)
 
 
 def _bool(obj: Mapping[str, Any], key: str, *, default: bool) -> bool:
     value = obj.get(key, default)
     if not isinstance(value, bool):
-        raise ProtocolError("bad_message", f"field {key!r} must be true or false")
+        raise ProtocolError(_BAD, f"field {key!r} must be true or false")
     return value
 
 
@@ -150,7 +123,7 @@ def _query_id(obj: Mapping[str, Any]) -> str:
     value = obj.get("query_id")
     if not isinstance(value, str) or not _QUERY_ID.fullmatch(value):
         raise ProtocolError(
-            "bad_message", "field 'query_id' must be 1-64 characters of A-Z a-z 0-9 . _ : -"
+            ErrorCode.BAD_MESSAGE, "field 'query_id' must be 1-64 characters of A-Z a-z 0-9 . _ : -"
         )
     return value
 
@@ -158,7 +131,7 @@ def _query_id(obj: Mapping[str, Any]) -> str:
 def _object(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key, {})
     if not isinstance(value, dict):
-        raise ProtocolError("bad_message", f"field {key!r} must be an object")
+        raise ProtocolError(_BAD, f"field {key!r} must be an object")
     return value
 
 
@@ -211,7 +184,7 @@ class QueryRequest:
     TYPE: ClassVar[str] = "query"
     query_id: str
     text: str
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
     images: int = 0
     contemplate: bool = False
     max_tokens: int = 128
@@ -219,8 +192,8 @@ class QueryRequest:
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query_id": self.query_id, "text": self.text}
-        if self.facts:
-            out["facts"] = dict(self.facts)
+        if self.facts != Facts():
+            out["facts"] = self.facts.to_wire()
         if self.images:
             out["images"] = self.images
         if self.contemplate:
@@ -232,13 +205,10 @@ class QueryRequest:
 
     @classmethod
     def from_fields(cls, obj: Mapping[str, Any]) -> QueryRequest:
-        facts = _object(obj, "facts")
-        if facts:
-            _checked_text(json.dumps(facts, ensure_ascii=False), "facts")
         return cls(
             query_id=_query_id(obj),
             text=_str(obj, "text", max_chars=MAX_TEXT_CHARS),
-            facts=facts,
+            facts=Facts.from_wire(obj.get("facts", {})),
             images=_int(obj, "images", low=0, high=MAX_IMAGES_PER_QUERY, default=0),
             contemplate=_bool(obj, "contemplate", default=False),
             max_tokens=_int(obj, "max_tokens", low=1, high=4096, default=128),
@@ -539,44 +509,45 @@ def decode(
     """
     if isinstance(data, bytes | bytearray | memoryview):
         if types is not CLIENT_MESSAGES:
-            raise ProtocolError("bad_message", "binary messages only go from edge to gateway")
+            raise ProtocolError(_BAD, "binary messages only go from edge to gateway")
         return _decode_keyframe(bytes(data))
     try:
         obj = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_message", "not valid JSON") from exc
+        raise ProtocolError(_BAD, "not valid JSON") from exc
     if not isinstance(obj, dict):
-        raise ProtocolError("bad_message", "a control message must be a JSON object")
+        raise ProtocolError(_BAD, "a control message must be a JSON object")
     kind = obj.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError("bad_message", "missing field 'type'")
+        raise ProtocolError(_BAD, "missing field 'type'")
     cls = types.get(kind)
     if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
     seq = _int(obj, "seq", low=1, high=_MAX_SEQ)
     return seq, cls.from_fields(obj)
 
 
 def _decode_keyframe(data: bytes) -> tuple[int, Keyframe]:
     if len(data) < BINARY_HEADER.size:
-        raise ProtocolError("bad_message", "binary message shorter than its header")
+        raise ProtocolError(_BAD, "binary message shorter than its header")
     magic, version, kind, seq, index, _, id_len = BINARY_HEADER.unpack_from(data)
     if magic != _MAGIC or version != PROTOCOL_VERSION:
-        raise ProtocolError("bad_message", "binary message without the GA v1 header")
+        raise ProtocolError(_BAD, "binary message without the GA v1 header")
     if kind != _KIND_KEYFRAME:
-        raise ProtocolError("bad_message", f"unknown binary message kind {kind}")
+        raise ProtocolError(_BAD, f"unknown binary message kind {kind}")
     if not 1 <= seq <= _MAX_SEQ:
-        raise ProtocolError("bad_message", "binary message seq must be >= 1")
+        raise ProtocolError(_BAD, "binary message seq must be >= 1")
     if index >= MAX_IMAGES_PER_QUERY:
-        raise ProtocolError("too_many_images", f"keyframe index {index} (at most 2 per query)")
+        raise ProtocolError(ErrorCode.TOO_MANY_IMAGES,
+                            f"keyframe index {index} (at most 2 per query)")
     end = BINARY_HEADER.size + id_len
     try:
         query_id = data[BINARY_HEADER.size:end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProtocolError("bad_message", "keyframe query id is not UTF-8") from exc
+        raise ProtocolError(_BAD, "keyframe query id is not UTF-8") from exc
     if end > len(data) or not _QUERY_ID.fullmatch(query_id):
-        raise ProtocolError("bad_message", "keyframe header names no valid query id")
+        raise ProtocolError(_BAD, "keyframe header names no valid query id")
     jpeg = data[end:]
     if not jpeg.startswith(_JPEG_MAGIC):
-        raise ProtocolError("bad_image", "keyframe payload is not a JPEG")
+        raise ProtocolError(ErrorCode.BAD_IMAGE, "keyframe payload is not a JPEG")
     return seq, Keyframe(query_id=query_id, index=index, jpeg=jpeg)

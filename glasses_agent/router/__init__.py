@@ -6,7 +6,7 @@ keyframe); ``offline_fallback`` is the best on-device answer when the cloud
 does not answer. No clock, no I/O: time and state are arguments.
 """
 
-from glasses_agent.router.intents import Intent, barcode_type_name, classify, is_visual, normalize
+from glasses_agent.router.intents import Intent, classify, is_visual, normalize
 from glasses_agent.router.policy import (
     Decision,
     DeviceStatus,
@@ -24,7 +24,6 @@ __all__ = [
     "Intent",
     "Keyframe",
     "Note",
-    "barcode_type_name",
     "classify",
     "facts_from_perception",
     "is_visual",

@@ -17,7 +17,6 @@ from typing import Literal
 
 __all__ = [
     "Intent",
-    "barcode_type_name",
     "classify",
     "is_visual",
     "normalize",
@@ -194,23 +193,3 @@ def classify(text: str) -> Intent:
 def is_visual(text: str) -> bool:
     """Does the question refer to what is in view ("this", "look", "sign", ...)?"""
     return bool(_VISUAL.search(normalize(text)))
-
-
-_BARCODE_NAMES = {
-    "EAN13": "EAN-13",
-    "EAN8": "EAN-8",
-    "UPCA": "UPC-A",
-    "UPCE": "UPC-E",
-    "QRCODE": "QR code",
-    "CODE128": "Code 128",
-    "CODE39": "Code 39",
-    "DATAMATRIX": "Data Matrix",
-    "PDF417": "PDF417",
-    "ITF": "ITF",
-}
-
-
-def barcode_type_name(kind: str) -> str:
-    """A spoken name for a symbology: ``EAN_13`` -> ``EAN-13``, ``QRCODE`` -> ``QR code``."""
-    key = "".join(ch for ch in kind.upper() if ch.isalnum())
-    return _BARCODE_NAMES.get(key, kind.strip() or "barcode")

@@ -27,13 +27,14 @@ The rules, first match wins (docs/router.md has the table):
 10. everything else: escalate with the facts, and a keyframe when the question
     refers to what is in view.
 
-When the link is down (``DeviceStatus.link == "offline"``) a query that would
+When the link is down (``DeviceStatus.link`` is ``LinkState.OFFLINE``) a query that would
 be escalated gets ``offline_fallback`` straight away instead of waiting for a
 timeout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -43,13 +44,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from glasses_agent.config import RouterConfig
-from glasses_agent.frames import Barcode, Label, Perception, Query
-from glasses_agent.router.intents import (
-    Intent,
+from glasses_agent.frames import Barcode, Label, LinkState, Perception, Query
+from glasses_agent.protocol import Facts, Location, SeenBarcode, SeenLabel
+from glasses_agent.router.intents import Intent, classify, is_visual, normalize
+from glasses_agent.spoken import (
+    article as _article,
+)
+from glasses_agent.spoken import (
     barcode_type_name,
-    classify,
-    is_visual,
-    normalize,
+    spoken_date,
+    spoken_time,
 )
 
 __all__ = [
@@ -100,7 +104,7 @@ class Note:
 
     text: str
     timestamp: datetime
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
     location: tuple[float, float] | None = None
 
 
@@ -111,7 +115,7 @@ class DeviceStatus:
     battery_percent: float | None = None
     charging: bool = False
     # The cloud link as the cloud client sees it.
-    link: Literal["online", "connecting", "offline"] = "online"
+    link: LinkState = LinkState.CONNECTED
     privacy: bool = False
     # Role -> model name, e.g. {"speech": "Whisper tiny.en", "vision": "EfficientNet-Lite0 int8"}.
     models: Mapping[str, str] = field(default_factory=dict)
@@ -135,7 +139,7 @@ class Decision:
     rule: str
     reason: str
     reply: str = ""
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
     keyframe: Keyframe | None = None
     action: Action | None = None
     offline: bool = False
@@ -167,23 +171,29 @@ def _labels(perception: Perception | None) -> list[Label]:
 
 
 def facts_from_perception(
-    perception: Perception | None, *, now: datetime, config: RouterConfig = _DEFAULT_CONFIG
-) -> dict[str, Any]:
-    """The facts sent with an escalated query: plain JSON data (see ``ReasoningRequest``)."""
-    facts: dict[str, Any] = {"local_time": _spoken_datetime(now)}
+    perception: Perception | None,
+    *,
+    now: datetime,
+    config: RouterConfig = _DEFAULT_CONFIG,
+    intent: Intent | str = "",
+    location: tuple[float, float] | None = None,
+) -> Facts:
+    """The facts sent with an escalated query (``now`` with its time zone: the wearer's
+    local time); ``location`` only when the wearer allows it."""
+    where = None if location is None else Location(lat=round(location[0], 5),
+                                                   lon=round(location[1], 5))
+    facts = Facts(local_time=now.isoformat(timespec="seconds"), intent=intent, location=where)
     if perception is None:
         return facts
-    text = _text_lines(perception, config)
-    if text:
-        facts["text"] = text
-    labels = _labels(perception)
-    if labels:
-        facts["labels"] = [{"name": lb.name, "score": round(lb.score, 2)} for lb in labels]
-    if perception.barcodes:
-        facts["barcodes"] = [{"type": b.type, "data": b.data} for b in perception.barcodes]
-    if perception.faces:
-        facts["people_in_view"] = len(perception.faces)
-    return facts
+    return dataclasses.replace(
+        facts,
+        text=tuple(_text_lines(perception, config)),
+        labels=tuple(SeenLabel(name=lb.name, score=round(lb.score, 2))
+                     for lb in _labels(perception)),
+        barcodes=tuple(SeenBarcode(type=barcode_type_name(b.type), data=b.data)
+                       for b in perception.barcodes),
+        people_in_view=len(perception.faces),
+    )
 
 
 # --- keyframes -----------------------------------------------------------------------------
@@ -211,23 +221,6 @@ def pick_keyframe(
 
 
 # --- spoken replies ------------------------------------------------------------------------
-
-
-def _article(name: str) -> str:
-    return "an" if name[:1].lower() in "aeiou" else "a"
-
-
-def _spoken_time(now: datetime) -> str:
-    hour = now.hour % 12 or 12
-    return f"{hour}:{now.minute:02d} {'AM' if now.hour < 12 else 'PM'}"
-
-
-def _spoken_date(now: datetime) -> str:
-    return f"{now:%A}, {now.day} {now:%B} {now.year}"
-
-
-def _spoken_datetime(now: datetime) -> str:
-    return f"{_spoken_date(now)}, {_spoken_time(now)}"
 
 
 def _spoken_barcode(barcode: Barcode) -> str:
@@ -279,9 +272,9 @@ def _spoken_status(device: DeviceStatus) -> str:
         charging = ", charging" if device.charging else ""
         parts.append(f"Battery {round(device.battery_percent)} percent{charging}.")
     parts.append({
-        "online": "Connected to the cloud.",
-        "connecting": "Connecting to the cloud.",
-        "offline": "Offline: answering on the glasses only.",
+        LinkState.CONNECTED: "Connected to the cloud.",
+        LinkState.RECONNECTING: "Connecting to the cloud.",
+        LinkState.OFFLINE: "Offline: answering on the glasses only.",
     }[device.link])
     if device.privacy:
         parts.append("Privacy mode is on.")
@@ -374,10 +367,10 @@ def route(
                          reply="Camera on. Privacy mode off.", action="privacy_off")
     if intent == "time":
         return _decision(query, "local", "time", "time is known on the device",
-                         reply=f"It's {_spoken_time(now)}.")
+                         reply=f"It's {spoken_time(now)}.")
     if intent == "date":
         return _decision(query, "local", "date", "date is known on the device",
-                         reply=f"It's {_spoken_date(now)}.")
+                         reply=f"It's {spoken_date(now)}.")
     if intent == "device_status":
         return _decision(query, "local", "device_status", "device state is known on the device",
                          reply=_spoken_status(device))
@@ -391,13 +384,11 @@ def route(
     if intent == "identify" and not config.escalate_unsure:
         return _decision(query, "local", "identify", "labels below the confidence threshold",
                          reply=_unsure(_labels(query.perception)))
-    if device.link == "offline":
+    if device.link is LinkState.OFFLINE:
         return offline_fallback(query, now=now, device=device, config=config, cause="offline")
     contemplate, why = _wants_contemplating(query, config)
-    facts: dict[str, Any] = (
-        {"local_time": _spoken_datetime(now)} if device.privacy
-        else facts_from_perception(query.perception, now=now, config=config)
-    )
+    facts = facts_from_perception(None if device.privacy else query.perception, now=now,
+                                  config=config, intent=intent)
     keyframe, image_why = _keyframe_for(query, intent, device, config, keyframes)
     kind: Kind = "contemplate" if contemplate else "escalate"
     reason = f"{why}; {image_why}" if contemplate else (
@@ -424,10 +415,10 @@ def _second_person(text: str) -> str:
 def _note_from(query: Query, *, now: datetime, device: DeviceStatus,
                config: RouterConfig) -> Note:
     text = _REMEMBER_LEAD.sub("", normalize(query.text)) or normalize(query.text)
-    seen = {} if device.privacy else facts_from_perception(query.perception, now=now,
-                                                             config=config)
-    seen.pop("local_time", None)
-    seen.pop("people_in_view", None)
+    seen = Facts() if device.privacy else facts_from_perception(query.perception, now=now,
+                                                                  config=config)
+    # What the camera read and recognised; not who was there, nor the time (kept apart).
+    seen = dataclasses.replace(seen, local_time="", people_in_view=0)
     return Note(text=text, timestamp=now, facts=seen)
 
 
@@ -438,7 +429,7 @@ def _ago(then: datetime, now: datetime) -> str:
     if minutes < 120:
         return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
     hours = minutes // 60
-    return f"{hours} hours ago" if hours < 48 else f"on {_spoken_date(then)}"
+    return f"{hours} hours ago" if hours < 48 else f"on {spoken_date(then)}"
 
 
 def _recall(question: str, notes: Sequence[Note], now: datetime) -> tuple[str, str]:
@@ -453,17 +444,12 @@ def _recall(question: str, notes: Sequence[Note], now: datetime) -> tuple[str, s
 
     best = max(enumerate(notes), key=lambda item: (overlap(item[1]), item[0]))[1]
     parts = [f"You asked me to remember: {_second_person(best.text)}, {_ago(best.timestamp, now)}."]
-    lines = _text_lines_of(best.facts)
+    lines = list(best.facts.text)
     if lines:
         parts.append(f"The text in view then was: {_read_out(lines)}")
     if best.location is not None:
         parts.append(f"Location: {best.location[0]:.5f}, {best.location[1]:.5f}.")
     return " ".join(parts), f"recalled a note ({overlap(best)} shared words)"
-
-
-def _text_lines_of(facts: Mapping[str, Any]) -> list[str]:
-    text = facts.get("text", [])
-    return [str(line) for line in text] if isinstance(text, list) else []
 
 
 def _wants_contemplating(query: Query, config: RouterConfig) -> tuple[bool, str]:

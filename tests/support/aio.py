@@ -8,9 +8,9 @@ import dataclasses
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
-from glasses_agent.cloud.gateway import AnswerStore, Gateway, TokenTable
-from glasses_agent.cloud.reasoning import DelayBackend, ReasoningBackend
 from glasses_agent.config import CloudConfig, Config
+from glasses_agent.gateway import AnswerStore, Gateway, TokenTable
+from glasses_agent.gateway.reasoning import DelayBackend, ReasoningBackend
 
 __all__ = ["TOKENS", "cloud_config", "gateway_config", "run", "running_gateway"]
 

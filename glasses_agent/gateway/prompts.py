@@ -17,23 +17,22 @@ the cases in ``tests/test_backend_local.py``: reading a sign works either way,
 a barcode's number is used only with the examples). A large model gets the
 plain grounded prompt.
 
-Facts are plain JSON data (see ``ReasoningRequest``): ``text`` (a string or a
-list of lines), ``labels`` and ``center_labels`` (``{"name", "score"}`` or
-plain names; the centre's come first), ``barcodes``
-(``{"type", "data"}``), ``location`` (``{"lat", "lon"}``); any other key is
-rendered as ``Key name: value``. Malformed entries are rendered as compact
-JSON rather than refused: a fact never stops a query from being answered.
+Facts are the typed ``glasses_agent.protocol.Facts`` the edge sent: the
+centre's labels come before the whole frame's, the local time is spoken as a
+date and a time, and the facts of added perception steps (``extra``) are
+rendered as ``Name: value``. ``ungrounded_reply`` reads the router's intent from
+the facts (the gateway never classifies questions itself).
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest
-from glasses_agent.router.intents import barcode_type_name, classify
+from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest
+from glasses_agent.protocol import ErrorCode, Facts
+from glasses_agent.spoken import spoken_datetime
 
 __all__ = [
     "FEW_SHOT",
@@ -72,87 +71,39 @@ FEW_SHOT: tuple[tuple[str, str], ...] = (
 MAX_FACTS_CHARS = 1500
 _MAX_VALUE_CHARS = 300
 _MAX_LABELS = 5
-_CAMERA_KEYS = frozenset({"text", "barcodes", "labels", "center_labels", "location"})
+
 
 def _clip(text: str, limit: int = _MAX_VALUE_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def _compact(value: Any) -> str:
-    try:
-        return _clip(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
-    except (TypeError, ValueError):
-        return _clip(str(value))
-
-
-def _text_lines(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if value.strip() else []
-    if isinstance(value, Sequence):
-        lines = []
-        for item in value:
-            if isinstance(item, Mapping):
-                item = item.get("text", "")
-            if isinstance(item, str) and item.strip():
-                lines.append(item.strip())
-        return lines
-    return []
-
-
-def _label_names(value: Any) -> list[str]:
-    names: list[str] = []
-    if isinstance(value, str):
-        return [value] if value.strip() else []
-    if not isinstance(value, Sequence):
-        return names
-    for item in value:
-        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
-            names.append(item["name"].strip())
-        elif isinstance(item, str):
-            names.append(item.strip())
-    return [n for n in names if n][:_MAX_LABELS]
-
-
-def _barcode_line(item: Any) -> str:
-    if isinstance(item, Mapping) and "data" in item:
-        kind = barcode_type_name(str(item.get("type", "")))
-        return f"Camera sees a barcode: {kind} {_clip(str(item['data']))}"
-    if isinstance(item, str):
-        return f"Camera sees a barcode: {_clip(item)}"
-    return f"Camera sees a barcode: {_compact(item)}"
-
-
-def render_facts(facts: Mapping[str, Any]) -> list[str]:
+def render_facts(facts: Facts) -> list[str]:
     """One line per fact, the camera's first (text, barcodes, objects), then the rest."""
     lines: list[str] = []
-    text = _text_lines(facts.get("text"))
-    if text:
-        lines.append(f'Camera sees text: "{_clip(" / ".join(text))}"')
-    elif facts.get("text"):
-        lines.append(f"Camera sees text: {_compact(facts['text'])}")
-    barcodes = facts.get("barcodes")
-    if isinstance(barcodes, Sequence) and not isinstance(barcodes, str):
-        lines.extend(_barcode_line(item) for item in barcodes)
-    elif barcodes:
-        lines.append(_barcode_line(barcodes))
+    if facts.text:
+        lines.append(f'Camera sees text: "{_clip(" / ".join(facts.text))}"')
+    lines.extend(f"Camera sees a barcode: {_clip(f'{b.type} {b.data}'.strip())}"
+                 for b in facts.barcodes)
     # Labels of the centre crop (where the wearer looks) first, then the whole frame's.
     labels = list(dict.fromkeys(
-        _label_names(facts.get("center_labels")) + _label_names(facts.get("labels"))
+        label.name.strip() for label in (*facts.center_labels, *facts.labels)
+        if label.name.strip()
     ))[:_MAX_LABELS]
     if labels:
         lines.append(f"Camera sees objects: {', '.join(labels)}")
-    location = facts.get("location")
-    if isinstance(location, Mapping) and "lat" in location and "lon" in location:
-        lines.append(f"Location: latitude {location['lat']}, longitude {location['lon']}")
-    elif location:
-        lines.append(f"Location: {_compact(location)}")
-    for key, value in facts.items():
-        if key in _CAMERA_KEYS or value in (None, "", [], {}):
-            continue
-        name = str(key).replace("_", " ").strip().capitalize()
-        shown = value if isinstance(value, str | int | float) else _compact(value)
-        lines.append(f"{name}: {_clip(str(shown))}")
+    if facts.people_in_view:
+        lines.append(f"People in view: {facts.people_in_view}")
+    if facts.location is not None:
+        lines.append(f"Location: latitude {facts.location.lat}, "
+                     f"longitude {facts.location.lon}")
+    when = facts.local_datetime()
+    if when is not None:
+        lines.append(f"Local time: {spoken_datetime(when)}")
+    for key, value in facts.extra.items():
+        name = key.replace("_", " ").strip().capitalize()
+        if name and value.strip():
+            lines.append(f"{name}: {_clip(value)}")
     out: list[str] = []
     used = 0
     for line in lines:
@@ -186,16 +137,16 @@ def ungrounded_reply(request: ReasoningRequest) -> str | None:
     (identify, read, price, barcode) this returns the reply to speak instead; for
     everything else, ``None`` (ask the model).
     """
-    if any(facts_value for key, facts_value in request.facts.items()
-           if key in _CAMERA_KEYS and key != "location"):
+    if request.facts.sees_something:
         return None
-    return _UNGROUNDED_REPLIES.get(classify(request.text))
+    return _UNGROUNDED_REPLIES.get(request.facts.intent)
 
 
 def _image_part(jpeg: bytes, index: int) -> dict[str, Any]:
     if not jpeg.startswith(b"\xff\xd8"):
         raise BackendError(
-            f"keyframe {index} is not a JPEG (starts with {jpeg[:4]!r})", code="backend_failed"
+            f"keyframe {index} is not a JPEG (starts with {jpeg[:4]!r})",
+            code=ErrorCode.BACKEND_FAILED,
         )
     url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
     return {"type": "image_url", "image_url": {"url": url}}
@@ -210,7 +161,7 @@ def build_messages(
     models that take images; otherwise the user message is plain text.
     """
     if not request.text.strip():
-        raise BackendError("the query has no text", code="backend_failed")
+        raise BackendError("the query has no text", code=ErrorCode.BACKEND_FAILED)
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
     if few_shot:
         for question, answer in FEW_SHOT:

@@ -1,7 +1,8 @@
 """The cloud gateway: a websockets server around the sans-I/O protocol core.
 
-One ``ServerConnection`` per websocket; this module moves its messages, checks
-device tokens, runs one reasoning job per query and keeps what resuming needs:
+One ``ServerConnection`` per websocket, driven by ``glasses_agent.transport``;
+device tokens are checked by ``auth``; this module runs one reasoning job per
+query and keeps what resuming needs:
 
 - **Sessions** (in memory): a resume handle names a session of one device; a
   reconnect that presents it within ``resume_ttl_s`` continues the session.
@@ -12,7 +13,7 @@ device tokens, runs one reasoning job per query and keeps what resuming needs:
 - **Answers** (``AnswerStore``), keyed by (device id, query id): finished and
   cancelled answers, kept ``answer_ttl_s``. A re-sent query that is already
   answered gets its stored ``answer.done`` (``replayed``) and no new run. The
-  store is an object with four async methods so a shared one (Redis) can
+  store (``stores``) is an object with four async methods so a shared one can
   replace it; ``SqliteAnswerStore`` (``[gateway] answers_db``) keeps the
   answered ids across a restart of the gateway.
 
@@ -27,23 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import secrets
-import sqlite3
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from glasses_agent.clock import Clock, MonotonicClock
-from glasses_agent.cloud.contemplate import contemplate
-from glasses_agent.cloud.reasoning import (
+from glasses_agent.config import Config
+from glasses_agent.gateway.auth import TokenTable, server_ssl_context
+from glasses_agent.gateway.contemplate import contemplate
+from glasses_agent.gateway.reasoning import (
     BackendError,
     ReasoningBackend,
     ReasoningRequest,
@@ -52,216 +50,25 @@ from glasses_agent.cloud.reasoning import (
     make_backend,
     pop_usage,
 )
-from glasses_agent.config import Config, GatewayConfig
-from glasses_agent.errors import BadInputError
+from glasses_agent.gateway.stores import AnswerStore, open_answer_store
 from glasses_agent.protocol import (
     AnswerDone,
     CancelReceived,
-    Close,
     CloseCode,
+    ErrorCode,
     ErrorReceived,
     HelloReceived,
     Limits,
     ProtocolViolation,
     QueryReceived,
     ServerEvent,
-    State,
 )
 from glasses_agent.protocol import ServerConnection as ProtocolServer
+from glasses_agent.transport import Transport
 
-__all__ = [
-    "AnswerStore",
-    "Gateway",
-    "MemoryAnswerStore",
-    "SqliteAnswerStore",
-    "StoredAnswer",
-    "TokenTable",
-    "open_answer_store",
-    "server_ssl_context",
-]
+__all__ = ["Gateway", "gateway_config_with"]
 
 logger = logging.getLogger("glasses_agent.gateway")
-
-
-# --- device tokens --------------------------------------------------------------------------
-
-
-class TokenTable:
-    """Device tokens -> device ids. An entry is ``"device-id token"`` or a bare
-    ``"token"`` (its device id is then ``device-`` and 8 hex digits of its hash)."""
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self._devices: dict[bytes, str] = {}
-        for entry in entries:
-            parts = entry.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            if len(parts) > 2:
-                raise BadInputError(
-                    f"token entry {parts[0]!r} ...: expected 'token' or 'device-id token'"
-                )
-            token = parts[-1]
-            digest = hashlib.sha256(token.encode()).digest()
-            self._devices[digest] = parts[0] if len(parts) == 2 else f"device-{digest.hex()[:8]}"
-
-    def __len__(self) -> int:
-        return len(self._devices)
-
-    def device_for(self, token: str) -> str | None:
-        """The device id of ``token``, or None. (A hash lookup: no early-exit compare.)"""
-        if not token:
-            return None
-        return self._devices.get(hashlib.sha256(token.encode()).digest())
-
-    @classmethod
-    def from_config(cls, config: GatewayConfig) -> TokenTable:
-        entries: list[str] = [e for e in config.tokens.split(",") if e.strip()]
-        if config.tokens_file:
-            path = Path(config.tokens_file).expanduser()
-            try:
-                entries += path.read_text().splitlines()
-            except OSError as exc:
-                raise BadInputError(f"cannot read the tokens file {path}: {exc}") from exc
-        table = cls(entries)
-        if not len(table):
-            raise BadInputError(
-                "no device tokens: give --tokens-file PATH (one 'device-id token' per line) "
-                "or set GLASSES_AGENT_GATEWAY__TOKENS"
-            )
-        return table
-
-
-# --- answered queries -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredAnswer:
-    """A finished (or cancelled) answer. ``finished_at_s``: wall-clock epoch seconds,
-    so that a persisted store means the same after a restart."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usage_estimated: bool = False
-    cancelled: bool = False
-    heard_chars: int = 0
-    finished_at_s: float = 0.0
-
-
-class AnswerStore(Protocol):
-    """Answers by (device id, query id). Times are wall-clock epoch seconds."""
-
-    async def get(self, device_id: str, query_id: str, now_s: float) -> StoredAnswer | None: ...
-
-    async def put(self, device_id: str, query_id: str, answer: StoredAnswer) -> None: ...
-
-    async def expire(self, now_s: float) -> int:
-        """Forget answers older than the store's time to live; how many were dropped."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class MemoryAnswerStore:
-    """In this process only: a restart forgets every answer."""
-
-    def __init__(self, *, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._answers: dict[tuple[str, str], StoredAnswer] = {}
-
-    async def get(self, device_id: str, query_id: str, now_s: float) -> StoredAnswer | None:
-        answer = self._answers.get((device_id, query_id))
-        if answer is None or now_s - answer.finished_at_s > self.ttl_s:
-            return None
-        return answer
-
-    async def put(self, device_id: str, query_id: str, answer: StoredAnswer) -> None:
-        self._answers[(device_id, query_id)] = answer
-
-    async def expire(self, now_s: float) -> int:
-        old = [k for k, a in self._answers.items() if now_s - a.finished_at_s > self.ttl_s]
-        for key in old:
-            del self._answers[key]
-        return len(old)
-
-    async def aclose(self) -> None:
-        self._answers.clear()
-
-
-class SqliteAnswerStore:
-    """A SQLite file (WAL): answers survive a restart or a kill of the gateway.
-
-    Writes are small and committed before the ``answer.done`` goes out; with
-    ``synchronous=NORMAL`` a commit reaches the OS before we go on, so killing
-    the process loses nothing (a power cut may lose the last commits).
-    """
-
-    def __init__(self, path: str | Path, *, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self.path = Path(path).expanduser()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS answers (device_id TEXT, query_id TEXT, "
-                "text TEXT, prompt_tokens INT, completion_tokens INT, usage_estimated INT, "
-                "cancelled INT, heard_chars INT, finished_at_s REAL, "
-                "PRIMARY KEY (device_id, query_id))"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise BadInputError(f"cannot open the answers database {self.path}: {exc}") from exc
-
-    async def get(self, device_id: str, query_id: str, now_s: float) -> StoredAnswer | None:
-        row = self._db.execute(
-            "SELECT text, prompt_tokens, completion_tokens, usage_estimated, cancelled, "
-            "heard_chars, finished_at_s FROM answers WHERE device_id=? AND query_id=?",
-            (device_id, query_id),
-        ).fetchone()
-        if row is None or now_s - row[6] > self.ttl_s:
-            return None
-        return StoredAnswer(text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
-                            usage_estimated=bool(row[3]), cancelled=bool(row[4]),
-                            heard_chars=row[5], finished_at_s=row[6])
-
-    async def put(self, device_id: str, query_id: str, answer: StoredAnswer) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, query_id, answer.text, answer.prompt_tokens, answer.completion_tokens,
-             int(answer.usage_estimated), int(answer.cancelled), answer.heard_chars,
-             answer.finished_at_s),
-        )
-
-    async def expire(self, now_s: float) -> int:
-        cursor = self._db.execute("DELETE FROM answers WHERE finished_at_s < ?",
-                                  (now_s - self.ttl_s,))
-        return cursor.rowcount
-
-    async def aclose(self) -> None:
-        self._db.close()
-
-
-def open_answer_store(config: GatewayConfig) -> AnswerStore:
-    """SQLite when ``answers_db`` names a file, else memory."""
-    if config.answers_db:
-        return SqliteAnswerStore(config.answers_db, ttl_s=config.answer_ttl_s)
-    return MemoryAnswerStore(ttl_s=config.answer_ttl_s)
-
-
-def server_ssl_context(config: GatewayConfig) -> ssl.SSLContext | None:
-    """A TLS context from ``tls_cert`` and ``tls_key`` (PEM), or None for plain ws://."""
-    if not config.tls_cert and not config.tls_key:
-        return None
-    if not (config.tls_cert and config.tls_key):
-        raise BadInputError("TLS needs both gateway.tls_cert and gateway.tls_key")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(Path(config.tls_cert).expanduser(),
-                                Path(config.tls_key).expanduser())
-    except (OSError, ssl.SSLError) as exc:
-        raise BadInputError(f"cannot load the TLS certificate or key: {exc}") from exc
-    return context
 
 
 # --- sessions, connections, jobs ------------------------------------------------------------
@@ -277,29 +84,16 @@ class _Session:
 
 
 class _Link:
-    """One websocket and its protocol core; a writer task sends what the core queues."""
+    """One websocket: its protocol core and the transport that drives it."""
 
-    def __init__(self, ws: ServerConnection, conn: ProtocolServer) -> None:
+    def __init__(self, ws: ServerConnection, conn: ProtocolServer, clock: Clock) -> None:
         self.ws = ws
         self.conn = conn
+        self.transport: Transport[ServerEvent] = Transport(ws, conn, clock)
         self.session: _Session | None = None
-        self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        self._wake.set()
-
-    async def run_writer(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                for item in self.conn.data_to_send():
-                    if isinstance(item, Close):
-                        await self.ws.close(item.code, item.reason)
-                        return
-                    await self.ws.send(item)
-        except ConnectionClosed:
-            return
+        self.transport.wake()
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -439,46 +233,25 @@ class Gateway:
     # --- one connection ---------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        link = _Link(ws, ProtocolServer(self.limits, self._clock.now_s()))
+        link = _Link(ws, ProtocolServer(self.limits, self._clock.now_s()), self._clock)
         if self._stopping:
             link.conn.going_away(reason="gateway shutting down")
         self._links.add(link)
-        writer = asyncio.create_task(link.run_writer())
-        ticker = asyncio.create_task(self._tick(link))
-        link.wake()
+
+        async def on_event(event: ServerEvent) -> None:
+            try:
+                await self._on_event(link, event)
+            except Exception:  # a bug here ends this connection only, never the gateway
+                logger.exception("connection handler failed")
+                link.conn.refuse(code=ErrorCode.INTERNAL_ERROR, message="internal error",
+                                 close_code=CloseCode.INTERNAL_ERROR)
+
         try:
-            async for message in ws:
-                now_s = self._clock.now_s()
-                if isinstance(message, str):
-                    events = link.conn.receive_text(message, now_s)
-                else:
-                    events = link.conn.receive_bytes(message, now_s)
-                for event in events:
-                    await self._on_event(link, event)
-                link.wake()
-        except ConnectionClosed:
-            pass
-        except Exception:  # a bug here ends this connection only, never the gateway
-            logger.exception("connection handler failed")
-            link.conn.refuse(code="internal_error", message="internal error",
-                             close_code=CloseCode.INTERNAL_ERROR)
-            link.wake()
+            await link.transport.run(on_event)
         finally:
             self._links.discard(link)
-            ticker.cancel()
-            if link.conn.state is State.CLOSING:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(writer), 2.0)
-            writer.cancel()
             link.conn.connection_closed()
             self._detach(link)
-
-    async def _tick(self, link: _Link) -> None:
-        while link.conn.state in (State.CONNECTING, State.OPEN):
-            delay_s = link.conn.next_tick_s - self._clock.now_s()
-            await asyncio.sleep(max(0.0, delay_s))
-            link.conn.tick(self._clock.now_s())
-            link.wake()
 
     def _detach(self, link: _Link) -> None:
         session = link.session
@@ -506,7 +279,7 @@ class Gateway:
     def _on_hello(self, link: _Link, event: HelloReceived) -> None:
         device_id = self.tokens.device_for(event.hello.token)
         if device_id is None:
-            link.conn.refuse(code="unauthorized", message="missing or wrong device token",
+            link.conn.refuse(code=ErrorCode.UNAUTHORIZED, message="missing or wrong device token",
                              close_code=CloseCode.UNAUTHORIZED)
             return
         session = self._sessions.get(event.hello.resume) if event.hello.resume else None
@@ -518,7 +291,8 @@ class Gateway:
             self._sessions[handle] = session
         old = session.link
         if old is not None and old is not link:
-            old.conn.refuse(code="session_replaced", message="a newer connection resumed this "
+            old.conn.refuse(code=ErrorCode.SESSION_REPLACED,
+                            message="a newer connection resumed this "
                             "session", close_code=CloseCode.SESSION_REPLACED)
             old.wake()
             for job in self._jobs.values():
@@ -540,22 +314,17 @@ class Gateway:
             return
         stored = await self.store.get(session.device_id, qid, time.time())
         if stored is not None:
-            link.conn.send_done(AnswerDone(
-                query_id=qid, text=stored.text, prompt_tokens=stored.prompt_tokens,
-                completion_tokens=stored.completion_tokens,
-                usage_estimated=stored.usage_estimated, replayed=True,
-                cancelled=stored.cancelled, heard_chars=stored.heard_chars,
-            ))
+            link.conn.send_done(dataclasses.replace(stored, replayed=True))
             return
         if self._attach(link, key, request.resume_from):  # started while we looked
             return
         if self._stopping:
-            link.conn.send_query_error(qid, "going_away", "the gateway is shutting down")
+            link.conn.send_query_error(qid, ErrorCode.GOING_AWAY, "the gateway is shutting down")
             return
         running = sum(1 for job in self._jobs.values() if job.session is session)
         if running >= self.limits.max_queries_in_flight:
             link.conn.send_query_error(
-                qid, "busy", f"{running} answers of this session are still being generated")
+                qid, ErrorCode.BUSY, f"{running} answers of this session are still being generated")
             return
         if request.resume_from:
             link.conn.send_reset(qid)
@@ -624,30 +393,24 @@ class Gateway:
                 return
             except Exception as exc:
                 logger.exception("backend %s failed on %s", self.backend.name, qid)
-                self._send_error(job, "backend_failed", f"the backend failed: {exc}")
+                self._send_error(job, ErrorCode.BACKEND_FAILED, f"the backend failed: {exc}")
                 return
-            usage = self._usage(job)
-            answer = StoredAnswer(
-                text=job.text, prompt_tokens=usage[0].prompt_tokens,
-                completion_tokens=usage[0].completion_tokens, usage_estimated=usage[1],
-                cancelled=job.barge_in, heard_chars=job.heard_chars, finished_at_s=time.time(),
+            usage, estimated = self._usage(job)
+            now_s = self._clock.now_s()
+            first_s = job.first_delta_s if job.first_delta_s is not None else now_s
+            done = AnswerDone(
+                query_id=qid, text=job.text, prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens, usage_estimated=estimated,
+                first_delta_ms=(first_s - job.started_s) * 1000,
+                total_ms=(now_s - job.started_s) * 1000,
+                cancelled=job.barge_in, heard_chars=job.heard_chars,
             )
             try:
-                await self.store.put(job.device_id, qid, answer)
+                await self.store.put(job.device_id, qid, done, finished_at_s=time.time())
             except Exception:
                 logger.exception("answer store failed; %s is answered but not kept", qid)
             if not job.barge_in:
                 self.answers_generated += 1
-            now_s = self._clock.now_s()
-            first_s = job.first_delta_s if job.first_delta_s is not None else now_s
-            done = AnswerDone(
-                query_id=qid, text=answer.text, prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-                usage_estimated=answer.usage_estimated,
-                first_delta_ms=(first_s - job.started_s) * 1000,
-                total_ms=(now_s - job.started_s) * 1000,
-                cancelled=answer.cancelled, heard_chars=answer.heard_chars,
-            )
             if job.link is not None and job.link.conn.send_done(done):
                 job.link.wake()
         finally:

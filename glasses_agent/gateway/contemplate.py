@@ -40,15 +40,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from glasses_agent.cloud.prompts import merge_prompt
-from glasses_agent.cloud.reasoning import (
+from glasses_agent.config import ContemplateConfig
+from glasses_agent.gateway.prompts import merge_prompt
+from glasses_agent.gateway.reasoning import (
     BackendError,
     ReasoningBackend,
     ReasoningRequest,
     Usage,
     pop_usage,
 )
-from glasses_agent.config import ContemplateConfig
+from glasses_agent.protocol import Facts
 
 __all__ = [
     "AGENTS",
@@ -66,8 +67,6 @@ AGENTS: tuple[str, ...] = ("reader", "scene", "knowledge")
 MERGE_MODES = ("auto", "model", "deterministic")
 MAX_SENTENCES = 3
 
-_READER_FACTS = frozenset({"text", "barcodes"})
-_SCENE_FACTS = frozenset({"labels", "center_labels", "people_in_view"})
 _READER_WORDS = re.compile(
     r"\b(read|reads|say|says|said|sign|signs|written|text|menu|label|price|cost|barcode|code|"
     r"number|word|words|spell|translate|mean|means)\b"
@@ -121,27 +120,28 @@ def plan_agents(
     """The sub-agents that have something to work on, each with its own request."""
     _check(config)
     budget = min(config.token_budget, request.max_tokens)
-    facts = dict(request.facts)
+    facts = request.facts
     plan: list[tuple[str, ReasoningRequest]] = []
     for agent in dict.fromkeys(config.agents):  # each agent once, in the configured order
         if agent == "reader":
-            sub_facts = {k: v for k, v in facts.items() if k in _READER_FACTS and v}
+            sub_facts = Facts(text=facts.text, barcodes=facts.barcodes)
             images: tuple[bytes, ...] = ()
-            if not sub_facts:
+            if sub_facts == Facts():
                 logger.info("contemplate %s: reader skipped (no text or barcode in view)",
                             request.query_id)
                 continue
         elif agent == "scene":
-            sub_facts = {k: v for k, v in facts.items() if k in _SCENE_FACTS and v}
+            sub_facts = Facts(labels=facts.labels, center_labels=facts.center_labels,
+                              people_in_view=facts.people_in_view)
             images = request.images_jpeg
-            if not sub_facts and not images:
+            if sub_facts == Facts() and not images:
                 logger.info("contemplate %s: scene skipped (no labels and no keyframe)",
                             request.query_id)
                 continue
         else:
-            sub_facts = {
-                k: v for k, v in facts.items() if k not in _READER_FACTS | _SCENE_FACTS
-            }
+            # What is known besides the camera: time, place, the router's intent, extras.
+            sub_facts = dataclasses.replace(facts, text=(), barcodes=(), labels=(),
+                                            center_labels=(), people_in_view=0)
             images = ()
         sub = dataclasses.replace(
             request,

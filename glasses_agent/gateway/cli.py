@@ -19,7 +19,7 @@ __all__ = ["register", "run"]
 
 
 async def _serve(config: Config) -> int:
-    from glasses_agent.cloud.gateway import Gateway
+    from glasses_agent.gateway.server import Gateway
 
     gateway = Gateway(config)
     await gateway.start()
@@ -34,7 +34,7 @@ async def _serve(config: Config) -> int:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from glasses_agent.cloud.gateway import gateway_config_with
+    from glasses_agent.gateway.server import gateway_config_with
 
     config = gateway_config_with(
         config, host=args.host, port=args.port, backend=args.backend,

