@@ -138,6 +138,10 @@ def start_gateway(tokens_file: Path) -> ServerProcess:
     return ServerProcess(
         [sys.executable, "-m", "glasses_agent.cli", "--set", "gateway.delay_deltas=1",
          "--set", "gateway.delay_per_delta_s=0", "--set", "gateway.max_queries_in_flight=8",
+         # Closed-loop clients ask back to back: no per-device rate limit; a zero-delay
+         # backend answers as many at once as come.
+         "--set", "gateway.device_queries_per_min=1000000", "--set", "gateway.device_burst=1000",
+         "--set", "gateway.backend_slots=256",
          "gateway", "--host", "127.0.0.1", "--port", "0", "--backend", "delay",
          "--tokens-file", str(tokens_file)],
         env=env,
@@ -276,9 +280,9 @@ async def bench_contemplate(deltas: int, delay_s: float) -> dict[str, Any]:
 # --- round trips ----------------------------------------------------------------------------
 
 
-def _cloud(url: str) -> CloudConfig:
-    return dataclasses.replace(CloudConfig(), url=url, token=TOKEN, answer_timeout_s=60,
-                               connect_timeout_s=30, heartbeat_s=30)
+def _cloud(url: str, device: int) -> CloudConfig:
+    return dataclasses.replace(CloudConfig(), url=url, token=f"{TOKEN}-{device}",
+                               answer_timeout_s=60, connect_timeout_s=30, heartbeat_s=30)
 
 
 async def _echo_clients(url: str, sessions: int) -> list[Any]:
@@ -288,7 +292,7 @@ async def _echo_clients(url: str, sessions: int) -> list[Any]:
 
 
 async def _gateway_clients(url: str, sessions: int) -> list[EdgeClient]:
-    clients = [EdgeClient(_cloud(url)) for _ in range(sessions)]
+    clients = [EdgeClient(_cloud(url, i)) for i in range(sessions)]
     await asyncio.gather(*(c.start() for c in clients))
     return clients
 
@@ -337,7 +341,8 @@ async def bench_round_trips(seconds: float, sessions: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"
-        tokens.write_text(f"bench {TOKEN}\n")
+        # One device per session (limits hold per device).
+        tokens.write_text("".join(f"bench-{i} {TOKEN}-{i}\n" for i in range(max(sessions, 1))))
         echo, gateway = start_echo(), start_gateway(tokens)
         try:
             # one session, one query at a time

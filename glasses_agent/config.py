@@ -154,7 +154,21 @@ class GatewayConfig:
     # "local" (embedded SmolLM2), "openai" (any OpenAI-compatible server) or "delay" (tests).
     backend: str = "local"
     max_message_bytes: int = 1_048_576
+    # Answers waiting or being generated at once, per connection and per device (all its
+    # sessions together); more are refused "busy".
     max_queries_in_flight: int = 4
+    # New answers a device may ask for: this many a minute on average, in bursts of
+    # device_burst; more are refused "rate_limited".
+    device_queries_per_min: float = 120.0
+    device_burst: int = 20
+    # Answers the backend generates at once; waiting ones take turns device by device.
+    backend_slots: int = 1
+    # Work of a session that is gone and not resumed within this is dropped, s.
+    orphan_grace_s: float = 15.0
+    # A write to a connection that does not finish within this aborts it, s.
+    write_timeout_s: float = 10.0
+    # Messages queued for a connection that does not read them; past this it is closed.
+    max_send_queue: int = 256
     heartbeat_s: float = 10.0
     # Resume: a session survives a disconnect this long; finished answers are kept this long.
     resume_ttl_s: float = 300.0

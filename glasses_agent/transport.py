@@ -70,10 +70,13 @@ class Transport(Generic[EventT]):
         self.close_grace_s = close_grace_s
         self.stalled = False  # aborted: a write did not finish within write_timeout_s
         self._wake = asyncio.Event()
+        self._rethink = asyncio.Event()
 
     def wake(self) -> None:
-        """Something was queued on the core: let the writer send it."""
+        """Something happened on the core: let the writer send what it queued, and the
+        ticker look again at when it is next due (the handshake ends, a message came)."""
         self._wake.set()
+        self._rethink.set()
 
     async def run(self, on_event: Callable[[EventT], Awaitable[None]]) -> None:
         """Receive until the websocket closes; the writer and the ticker run beside."""
@@ -104,21 +107,24 @@ class Transport(Generic[EventT]):
                 await writer
 
     async def _write(self) -> None:
+        step = "send"
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 for item in self.core.data_to_send():
                     if isinstance(item, Close):
+                        step = "close"
                         await self._deadline(self.ws.close(item.code, item.reason))
                         return
                     await self._deadline(self.ws.send(item))
         except ConnectionClosed:
             return
         except TimeoutError:
-            self.stalled = True
-            logger.info("connection %s does not read what is sent to it: aborted after %g s",
-                        _peer(self.ws), self.write_timeout_s)
+            self.stalled = step == "send"
+            logger.info("connection %s %s: aborted after %g s", _peer(self.ws),
+                        "does not read what is sent to it" if self.stalled
+                        else "did not finish closing", self.write_timeout_s)
             self.ws.transport.abort()
 
     async def _deadline(self, step: Awaitable[Any]) -> None:
@@ -126,9 +132,14 @@ class Transport(Generic[EventT]):
 
     async def _tick(self) -> None:
         while self.core.state in (State.CONNECTING, State.OPEN):
-            await asyncio.sleep(max(0.0, self.core.next_tick_s - self.clock.now_s()))
+            self._rethink.clear()
+            due_in_s = self.core.next_tick_s - self.clock.now_s()
+            if due_in_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rethink.wait(), due_in_s)
+                continue
             self.core.tick(self.clock.now_s())
-            self.wake()
+            self._wake.set()
 
 
 def _peer(ws: Connection) -> str:

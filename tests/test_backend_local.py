@@ -91,6 +91,20 @@ def test_streams_several_deltas_and_counts_tokens(backend: LocalBackend) -> None
     assert backend.pop_usage("count") is None
 
 
+def test_a_question_longer_than_the_context_is_fitted_not_failed(backend: LocalBackend) -> None:
+    # 8,000 characters is within the protocol's limit but about 2,200 tokens: more than the
+    # embedded model's 2,048. The prompt keeps the question's end and the facts.
+    question = ("I was walking down the street and I saw many things. " * 150)[:7950]
+    question += " What does the sign say?"
+    assert len(question) <= 8000
+    answer = ask(backend, question, Facts(text=("EXIT 12", "Main Street"), intent="read_text"),
+                 max_tokens=24, query_id="long-q")
+    assert answer.strip()
+    usage = backend.pop_usage("long-q")
+    assert usage is not None
+    assert usage.prompt_tokens + usage.completion_tokens <= CONFIG.n_ctx
+
+
 def test_max_tokens_caps_the_answer(backend: LocalBackend) -> None:
     ask(backend, "Write a long story about a dragon.", max_tokens=5, query_id="cap")
     usage = backend.pop_usage("cap")

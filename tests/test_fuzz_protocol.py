@@ -56,6 +56,7 @@ DOCUMENTED_CLOSES = {
     CloseCode.GOING_AWAY, CloseCode.MESSAGE_TOO_BIG, CloseCode.INTERNAL_ERROR,
     CloseCode.BAD_HANDSHAKE, CloseCode.UNAUTHORIZED, CloseCode.UNSUPPORTED_VERSION,
     CloseCode.HEARTBEAT_TIMEOUT, CloseCode.TOO_MANY_ERRORS, CloseCode.SESSION_REPLACED,
+    CloseCode.TOO_SLOW, CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA,
 }
 
 # --- strategies -----------------------------------------------------------------------------
@@ -244,7 +245,9 @@ class LiveGateway:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.gateway = Gateway(gateway_config(max_message_bytes=64 * 1024),
+        # The steady session asks back to back: no rate limit here (tests/test_hostile.py).
+        self.gateway = Gateway(gateway_config(max_message_bytes=64 * 1024,
+                                              device_queries_per_min=1e6, device_burst=1000),
                                backend=DelayBackend(deltas=3, delay_per_delta_s=0.001),
                                tokens=TOKENS)
         self.call(self.gateway.start())

@@ -275,7 +275,7 @@ def test_a_hundred_concurrent_sessions_all_answered() -> None:
     async def main() -> None:
         backend = DelayBackend(deltas=3, delay_per_delta_s=0.01)
         async with running_gateway(backend) as gw:
-            clients = [EdgeClient(cloud_config(gw.url, token="tok-1" if i % 2 else "tok-2"))
+            clients = [EdgeClient(cloud_config(gw.url, token=f"tok-{i + 1}"))
                        for i in range(100)]
             await asyncio.gather(*(c.start() for c in clients))
             assert gw.sessions == 100

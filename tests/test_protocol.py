@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -45,7 +46,7 @@ from glasses_agent.protocol import (
     decode,
     encode,
 )
-from glasses_agent.protocol.messages import CLIENT_MESSAGES, SERVER_MESSAGES
+from glasses_agent.protocol.messages import BINARY_HEADER, CLIENT_MESSAGES, SERVER_MESSAGES
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 
@@ -179,11 +180,15 @@ def test_handshake_and_a_streamed_answer() -> None:
     assert events[0].request.images == 1 and events[0].images_jpeg == (JPEG,)
     assert server.in_flight == {"q1"}
     server.send_delta("q1", "Hel", 0)
-    server.send_delta("q1", "lo.", 3)
+    events = _feed(server.data_to_send(), client)
+    assert events == [DeltaReceived(query_id="q1", text="Hel", offset=0)]
+    # Deltas the writer has not taken yet go as one.
+    server.send_delta("q1", "lo", 3)
+    server.send_delta("q1", ".", 5)
     server.send_done(AnswerDone(query_id="q1", text="Hello."))
     events = _feed(server.data_to_send(), client)
-    assert [type(e).__name__ for e in events] == [
-        "DeltaReceived", "DeltaReceived", "AnswerFinished"]
+    assert [type(e).__name__ for e in events] == ["DeltaReceived", "AnswerFinished"]
+    assert events[0] == DeltaReceived(query_id="q1", text="lo.", offset=3)
     assert client.pending == () and server.in_flight == frozenset()
 
 
@@ -414,3 +419,92 @@ def test_going_away_is_reported() -> None:
     assert out[-1] == Close(code=CloseCode.GOING_AWAY, reason="going_away")
     assert _feed(out, client) == [GoingAwayReceived(going_away=GoingAway(
         reason="deploy", reconnect_after_s=0.25))]
+
+
+# --- a careless or hostile peer (tests/test_hostile.py attacks a live gateway) ------------
+
+
+def _raw_query(server: ServerConnection, seq: int, message: Message, now_s: float = 0.0,
+               ) -> list[object]:
+    data = encode(message, seq)
+    if isinstance(data, str):
+        return list(server.receive_text(data, now_s))
+    return list(server.receive_bytes(data, now_s))
+
+
+def test_a_peer_that_does_not_read_is_closed_too_slow_not_queued_forever() -> None:
+    limits = dataclasses.replace(LIMITS, max_send_queue=8, max_queries_in_flight=20)
+    server = ServerConnection(limits, 0.0)
+    server.receive_text(encode(Hello(token="t"), 1), 0.0)  # type: ignore[arg-type]
+    server.accept(session_id="s", resume_handle="h", resumed=False)
+    for i in range(20):
+        _raw_query(server, i + 2, QueryRequest(query_id=f"q{i}", text="x"))
+    for i in range(20):  # nobody takes what is queued: deltas of different queries pile up
+        server.send_delta(f"q{i}", "piece", 0)
+    out = server.data_to_send()
+    assert _types(out) == ["error", "Close"]
+    assert out[-1] == Close(code=CloseCode.TOO_SLOW, reason="too_slow")
+
+
+def test_unsent_deltas_of_one_answer_and_pongs_coalesce() -> None:
+    client, server = _pair()
+    client.ask(QueryRequest(query_id="q", text="hi"))
+    _feed(client.data_to_send(), server)
+    for i in range(100):
+        server.send_delta("q", "ab", 2 * i)
+    for i in range(50):
+        server.receive_text(encode(Ping(ping_id=i), 3 + i), 0.25 * i)  # type: ignore[arg-type]
+    out = server.data_to_send()
+    assert _types(out) == ["answer.delta", "pong"]
+    assert json.loads(out[0])["text"] == "ab" * 100  # type: ignore[arg-type]
+    assert json.loads(out[1])["ping_id"] == 49  # type: ignore[arg-type]
+
+
+def test_a_ping_flood_is_counted_as_errors_and_closed() -> None:
+    client, server = _pair()
+    codes = []
+    for i in range(200):  # all at one instant: a burst of 20 is allowed, the rest are errors
+        for event in server.receive_text(encode(Ping(ping_id=i), 2 + i), 5.0):  # type: ignore[arg-type]
+            codes.append(getattr(event, "code", ""))
+    assert codes.count("rate_limited") == LIMITS.max_errors + 1
+    assert server.data_to_send()[-1] == Close(code=CloseCode.TOO_MANY_ERRORS,
+                                              reason="too_many_errors")
+
+
+def test_a_refused_keyframe_ends_its_query_with_the_query_id() -> None:
+    client, server = _pair()
+    assert _raw_query(server, 2, QueryRequest(query_id="a", text="x", images=1)) == []
+    notjpeg = BINARY_HEADER.pack(b"GA", 1, 1, 3, 0, 0, 1) + b"a" + b"\x89PNG"
+    events = server.receive_bytes(notjpeg, 0.0)
+    assert [getattr(e, "code", "") for e in events] == ["bad_image"]
+    error = json.loads(server.data_to_send()[0])  # type: ignore[arg-type]
+    assert (error["code"], error["query_id"]) == ("bad_image", "a")
+    assert server.in_flight == frozenset()
+    _raw_query(server, 4, QueryRequest(query_id="b", text="x", images=2))
+    _raw_query(server, 5, Keyframe(query_id="b", index=0, jpeg=JPEG))
+    _raw_query(server, 6, Keyframe(query_id="b", index=0, jpeg=JPEG))
+    error = json.loads(server.data_to_send()[0])  # type: ignore[arg-type]
+    assert (error["code"], error["query_id"]) == ("unexpected_image", "b")
+    assert server.in_flight == frozenset()
+
+
+def test_a_cancelled_query_frees_its_slot_at_once() -> None:
+    client, server = _pair()  # the limit is 2 in flight
+    for qid in ("a", "b"):
+        client.ask(QueryRequest(query_id=qid, text="x"))
+    _feed(client.data_to_send(), server)
+    client.cancel("a")
+    client.ask(QueryRequest(query_id="c", text="x"))  # the client sees a free slot ...
+    events = _feed(client.data_to_send(), server)
+    # ... and so does the gateway, though a's answer.done (cancelled) is not sent yet.
+    assert [type(e).__name__ for e in events] == ["CancelReceived", "QueryReceived"]
+    assert server.send_done(AnswerDone(query_id="a", text="", cancelled=True))
+
+
+def test_asking_past_the_limit_counts_as_a_bad_message() -> None:
+    client, server = _pair()
+    for i in range(LIMITS.max_queries_in_flight + LIMITS.max_errors + 1):
+        _raw_query(server, 2 + i, QueryRequest(query_id=f"q{i}", text="x", images=2))
+    out = server.data_to_send()
+    assert _types(out).count("error") == LIMITS.max_errors + 2  # the busy ones, then the close
+    assert out[-1] == Close(code=CloseCode.TOO_MANY_ERRORS, reason="too_many_errors")

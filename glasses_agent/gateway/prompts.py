@@ -27,7 +27,8 @@ the facts (the gateway never classifies questions itself).
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_FACTS_CHARS",
     "SYSTEM_PROMPT",
     "build_messages",
+    "fit_messages",
     "merge_prompt",
     "render_facts",
     "ungrounded_reply",
@@ -175,6 +177,56 @@ def build_messages(
     else:
         messages.append({"role": "user", "content": prompt})
     return messages
+
+
+# Chat-template tokens around each message (role markers, separators), counted generously.
+_PER_MESSAGE_TOKENS = 8
+
+
+def fit_messages(
+    request: ReasoningRequest,
+    *,
+    count_tokens: Callable[[str], int],
+    max_prompt_tokens: int,
+    few_shot: bool = False,
+    images: bool = False,
+) -> list[dict[str, Any]]:
+    """``build_messages`` within ``max_prompt_tokens`` (as ``count_tokens`` counts them).
+
+    A question longer than the model's context (the protocol allows 8,000 characters)
+    is answered, not failed: first the worked examples go, then the question is cut
+    from its start, keeping its end (where the ask usually is) and the facts.
+    """
+    def fits(messages: list[dict[str, Any]]) -> bool:
+        total = 0
+        for message in messages:
+            content = message["content"]
+            text = content if isinstance(content, str) else " ".join(
+                part.get("text", "") for part in content if isinstance(part, Mapping))
+            total += count_tokens(text) + _PER_MESSAGE_TOKENS
+        return total <= max_prompt_tokens
+
+    messages = build_messages(request, few_shot=few_shot, images=images)
+    if fits(messages):
+        return messages
+    if few_shot:
+        messages = build_messages(request, few_shot=False, images=images)
+        if fits(messages):
+            return messages
+    words = " ".join(request.text.split())
+    kept, low, high = None, 1, len(words)
+    while low <= high:  # the longest end of the question that fits
+        middle = (low + high) // 2
+        candidate = build_messages(dataclasses.replace(request, text="..." + words[-middle:]),
+                                   few_shot=False, images=images)
+        if fits(candidate):
+            kept, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    if kept is None:
+        raise BackendError(f"the facts alone do not fit the model's {max_prompt_tokens}-token "
+                           "prompt", code=ErrorCode.BACKEND_FAILED)
+    return kept
 
 
 def merge_prompt(question: str, notes: Sequence[tuple[str, str]]) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 import time
@@ -38,9 +39,11 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from glasses_agent.clock import Clock, MonotonicClock
-from glasses_agent.config import Config
+from glasses_agent.config import Config, GatewayConfig
+from glasses_agent.errors import BadInputError
 from glasses_agent.gateway.auth import TokenTable, server_ssl_context
 from glasses_agent.gateway.contemplate import contemplate
+from glasses_agent.gateway.fairness import FairScheduler, TokenBucket
 from glasses_agent.gateway.reasoning import (
     BackendError,
     ReasoningBackend,
@@ -86,11 +89,18 @@ class _Session:
 class _Link:
     """One websocket: its protocol core and the transport that drives it."""
 
-    def __init__(self, ws: ServerConnection, conn: ProtocolServer, clock: Clock) -> None:
+    def __init__(self, ws: ServerConnection, conn: ProtocolServer, clock: Clock, *,
+                 write_timeout_s: float) -> None:
         self.ws = ws
         self.conn = conn
-        self.transport: Transport[ServerEvent] = Transport(ws, conn, clock)
+        self.transport: Transport[ServerEvent] = Transport(ws, conn, clock,
+                                                           write_timeout_s=write_timeout_s)
         self.session: _Session | None = None
+        try:
+            host, port = ws.remote_address[:2]
+            self.peer = f"{host}:{port}"
+        except (TypeError, ValueError, OSError):
+            self.peer = "?"
 
     def wake(self) -> None:
         self.transport.wake()
@@ -109,6 +119,8 @@ class _Job:
     heard_chars: int = 0
     usage: Usage | None = None  # contemplating mode: its sub-agents' counts, added up
     task: asyncio.Task[None] | None = None
+    # The job's one ending (answer.done or an error) has been decided.
+    ended: bool = False
 
     def set_usage(self, usage: Usage) -> None:
         self.usage = usage
@@ -132,6 +144,7 @@ class Gateway:
     ) -> None:
         self.config = config
         gw = config.gateway
+        _check(gw)
         self.host = gw.host if host is None else host
         self.port = gw.port if port is None else port
         self.tokens = tokens if tokens is not None else TokenTable.from_config(gw)
@@ -143,15 +156,21 @@ class Gateway:
             max_message_bytes=gw.max_message_bytes,
             max_queries_in_flight=gw.max_queries_in_flight,
             heartbeat_s=gw.heartbeat_s,
+            max_send_queue=gw.max_send_queue,
         )
+        self.scheduler = FairScheduler(gw.backend_slots)
+        self._rates = TokenBucket(rate_per_s=gw.device_queries_per_min / 60.0,
+                                  burst=gw.device_burst)
         self._sessions: dict[str, _Session] = {}
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._links: set[_Link] = set()
         self._server: Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stopped = asyncio.Event()
         self.answers_generated = 0  # backend runs that finished (for tests and logs)
+        self.answers_dropped = 0  # runs dropped: their session went away and did not return
 
     @property
     def url(self) -> str:
@@ -202,7 +221,7 @@ class Gateway:
         jobs = [job.task for job in self._jobs.values() if job.task]
         for task in jobs:
             task.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        await asyncio.gather(*jobs, *self._finishing, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout_s)
@@ -225,6 +244,7 @@ class Gateway:
                 if (session.link is None and session.detached_at_s is not None
                         and now_s - session.detached_at_s > gw.resume_ttl_s):
                     del self._sessions[handle]
+            self._rates.forget_full(now_s)
             try:
                 await self.store.expire(time.time())
             except Exception:  # a store outage must not stop the sweeps
@@ -233,7 +253,8 @@ class Gateway:
     # --- one connection ---------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        link = _Link(ws, ProtocolServer(self.limits, self._clock.now_s()), self._clock)
+        link = _Link(ws, ProtocolServer(self.limits, self._clock.now_s()), self._clock,
+                     write_timeout_s=self.config.gateway.write_timeout_s)
         if self._stopping:
             link.conn.going_away(reason="gateway shutting down")
         self._links.add(link)
@@ -255,12 +276,27 @@ class Gateway:
 
     def _detach(self, link: _Link) -> None:
         session = link.session
-        if session is not None and session.link is link:
-            session.link = None
-            session.detached_at_s = self._clock.now_s()
         for job in self._jobs.values():
             if job.link is link:
                 job.link = None
+        if session is not None and session.link is link:
+            session.link = None
+            session.detached_at_s = self._clock.now_s()
+            if not self._stopping:
+                asyncio.get_running_loop().call_later(
+                    self.config.gateway.orphan_grace_s, self._drop_orphans, session)
+
+    def _drop_orphans(self, session: _Session) -> None:
+        """The session went away and did not come back: nobody will read its answers."""
+        if session.link is not None:
+            return
+        for job in list(self._jobs.values()):
+            if job.session is session and job.link is None and not job.ended:
+                logger.info("dropping answer %s of a session gone for %g s",
+                            _printable(job.request.query_id), self.config.gateway.orphan_grace_s)
+                self.answers_dropped += 1
+                if job.task is not None:
+                    job.task.cancel()
 
     async def _on_event(self, link: _Link, event: ServerEvent) -> None:
         if isinstance(event, HelloReceived):
@@ -270,11 +306,12 @@ class Gateway:
         elif isinstance(event, CancelReceived):
             self._on_cancel(link, event)
         elif isinstance(event, ProtocolViolation):
-            logger.info("protocol error from %s: %s (%s)", link.ws.remote_address,
-                        event.code, event.message)
+            # What a client sends is escaped: a device must not forge log lines.
+            logger.info("protocol error from %s: %s (%s)", link.peer, _printable(event.code),
+                        _printable(event.message))
         elif isinstance(event, ErrorReceived):
-            logger.info("the edge %s reports %s (%s)", link.ws.remote_address,
-                        event.error.code, event.error.message)
+            logger.info("the edge %s reports %s (%s)", link.peer,
+                        _printable(event.error.code), _printable(event.error.message))
 
     def _on_hello(self, link: _Link, event: HelloReceived) -> None:
         device_id = self.tokens.device_for(event.hello.token)
@@ -318,13 +355,9 @@ class Gateway:
             return
         if self._attach(link, key, request.resume_from):  # started while we looked
             return
-        if self._stopping:
-            link.conn.send_query_error(qid, ErrorCode.GOING_AWAY, "the gateway is shutting down")
-            return
-        running = sum(1 for job in self._jobs.values() if job.session is session)
-        if running >= self.limits.max_queries_in_flight:
-            link.conn.send_query_error(
-                qid, ErrorCode.BUSY, f"{running} answers of this session are still being generated")
+        refusal = self._refusal(session.device_id)
+        if refusal is not None:
+            link.conn.send_query_error(qid, *refusal)
             return
         if request.resume_from:
             link.conn.send_reset(qid)
@@ -339,11 +372,38 @@ class Gateway:
         )
         self._jobs[key] = job
         job.task = asyncio.create_task(self._run(job, key), name=f"answer {qid}")
+        job.task.add_done_callback(functools.partial(self._job_done, job, key))
+
+    def _refusal(self, device_id: str) -> tuple[ErrorCode, str] | None:
+        """Why a new answer for ``device_id`` cannot start now (None: it can)."""
+        if self._stopping:
+            return ErrorCode.GOING_AWAY, "the gateway is shutting down"
+        gw = self.config.gateway
+        in_flight = sum(1 for job in self._jobs.values()
+                        if job.device_id == device_id and not job.barge_in)
+        if in_flight >= gw.max_queries_in_flight:
+            return ErrorCode.BUSY, (f"{in_flight} answers of this device are waiting or being "
+                                    "generated")
+        if not self._rates.allow(device_id, self._clock.now_s()):
+            wait_s = self._rates.retry_after_s(device_id)
+            return ErrorCode.RATE_LIMITED, (
+                f"more than {gw.device_queries_per_min:g} questions a minute from this "
+                f"device; ask again in {wait_s:.1f} s")
+        return None
 
     def _attach(self, link: _Link, key: tuple[str, str], resume_from: int) -> bool:
+        """A query already being answered: stream it to ``link`` from ``resume_from`` on
+        (a resume), or refuse it when another live session of the device holds it."""
         job = self._jobs.get(key)
         if job is None:
             return False
+        holder = job.link
+        if holder is not None and holder is not link and holder.session is not link.session \
+                and holder in self._links:
+            link.conn.send_query_error(key[1], ErrorCode.DUPLICATE_QUERY,
+                                       f"query {key[1]} is being answered on another "
+                                       "connection of this device")
+            return True
         job.link = link
         if resume_from > len(job.text):
             link.conn.send_reset(key[1])
@@ -355,12 +415,15 @@ class Gateway:
         session = link.session
         assert session is not None
         job = self._jobs.get((session.device_id, event.query_id))
-        if job is None or job.task is None:
+        if job is None or job.task is None or job.ended:
             link.conn.send_done(AnswerDone(query_id=event.query_id, text="", cancelled=True,
                                            heard_chars=event.heard_chars))
             return
         job.barge_in = True
         job.heard_chars = event.heard_chars
+        job.link = link
+        if job.first_delta_s is None:
+            self._rates.refund(job.device_id)  # taken back before any answer: it costs nothing
         job.task.cancel()
 
     def _stream(self, job: _Job) -> AsyncIterator[str]:
@@ -370,52 +433,85 @@ class Gateway:
         return self.backend.stream(job.request)
 
     async def _run(self, job: _Job, key: tuple[str, str]) -> None:
-        qid = job.request.query_id
+        """Wait for the device's turn, generate, then end the query (done or error).
+
+        Barge-in cancels this task: the answer so far is finished as ``cancelled``.
+        Any other cancellation (shutdown, a dropped orphan) ends it with nothing kept.
+        A task cancelled before it ever ran is ended by ``_job_done``.
+        """
         try:
-            try:
-                async for delta in self._stream(job):
-                    if not delta:
-                        continue
-                    if job.first_delta_s is None:
-                        job.first_delta_s = self._clock.now_s()
-                    offset = len(job.text)
-                    job.text += delta
-                    if job.link is not None and job.link.conn.send_delta(qid, delta, offset):
-                        job.link.wake()
-            except asyncio.CancelledError:
-                if not job.barge_in:
-                    raise  # shutdown: nothing is stored, the edge re-sends elsewhere
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-            except BackendError as exc:
-                self._send_error(job, exc.code, str(exc))
-                return
-            except Exception as exc:
-                logger.exception("backend %s failed on %s", self.backend.name, qid)
-                self._send_error(job, ErrorCode.BACKEND_FAILED, f"the backend failed: {exc}")
-                return
+            async with self.scheduler.turn(job.device_id):
+                await self._generate(job)
+        except asyncio.CancelledError:
+            if not job.barge_in:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        except BackendError as exc:
+            self._end_with_error(job, key, exc.code, str(exc))
+            return
+        except Exception as exc:
+            logger.exception("backend %s failed on %s", self.backend.name,
+                             _printable(job.request.query_id))
+            self._end_with_error(job, key, ErrorCode.BACKEND_FAILED, f"the backend failed: {exc}")
+            return
+        await self._finish(job, key)
+
+    async def _generate(self, job: _Job) -> None:
+        qid = job.request.query_id
+        async for delta in self._stream(job):
+            if not delta:
+                continue
+            if job.first_delta_s is None:
+                job.first_delta_s = self._clock.now_s()
+            offset = len(job.text)
+            job.text += delta
+            if job.link is not None and job.link.conn.send_delta(qid, delta, offset):
+                job.link.wake()
+
+    async def _finish(self, job: _Job, key: tuple[str, str]) -> None:
+        """Store the answer, then send its ``answer.done``: the query's one ending."""
+        if job.ended:
+            return
+        job.ended = True
+        try:
             usage, estimated = self._usage(job)
             now_s = self._clock.now_s()
             first_s = job.first_delta_s if job.first_delta_s is not None else now_s
             done = AnswerDone(
-                query_id=qid, text=job.text, prompt_tokens=usage.prompt_tokens,
+                query_id=job.request.query_id, text=job.text, prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens, usage_estimated=estimated,
                 first_delta_ms=(first_s - job.started_s) * 1000,
                 total_ms=(now_s - job.started_s) * 1000,
                 cancelled=job.barge_in, heard_chars=job.heard_chars,
             )
             try:
-                await self.store.put(job.device_id, qid, done, finished_at_s=time.time())
+                await self.store.put(job.device_id, done.query_id, done, finished_at_s=time.time())
             except Exception:
-                logger.exception("answer store failed; %s is answered but not kept", qid)
+                logger.exception("answer store failed; %s is answered but not kept",
+                                 _printable(done.query_id))
             if not job.barge_in:
                 self.answers_generated += 1
             if job.link is not None and job.link.conn.send_done(done):
                 job.link.wake()
         finally:
-            if self._jobs.get(key) is job:
-                del self._jobs[key]
+            self._forget(job, key)
+
+    def _job_done(self, job: _Job, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        """Every job passes here. A barge-in that cancelled the task before it ever ran
+        still gets its ``answer.done`` (cancelled): no query is left without an ending."""
+        if task.cancelled() and job.barge_in and not job.ended and not self._stopping:
+            finishing = asyncio.get_running_loop().create_task(self._finish(job, key))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+            return
+        self._forget(job, key)
+
+    def _forget(self, job: _Job, key: tuple[str, str]) -> None:
+        if self._jobs.get(key) is job:
+            del self._jobs[key]
+        job.request = dataclasses.replace(job.request, images_jpeg=())  # free the keyframes
 
     def _usage(self, job: _Job) -> tuple[Usage, bool]:
         usage = job.usage or pop_usage(self.backend, job.request.query_id)
@@ -423,10 +519,36 @@ class Gateway:
             return usage, False
         return estimate_usage(job.request, job.text), True
 
-    def _send_error(self, job: _Job, code: str, message: str) -> None:
+    def _end_with_error(self, job: _Job, key: tuple[str, str], code: str, message: str) -> None:
+        job.ended = True
         if job.link is not None and job.link.conn.send_query_error(
                 job.request.query_id, code, message):
             job.link.wake()
+        self._forget(job, key)
+
+
+def _check(gw: GatewayConfig) -> None:
+    """Settings that cannot work are one clear line, before anything listens."""
+    problems = [
+        f"gateway.{name} must be {rule}, not {getattr(gw, name)}"
+        for name, rule, ok in (
+            ("max_queries_in_flight", "at least 1", gw.max_queries_in_flight >= 1),
+            ("device_queries_per_min", "above 0", gw.device_queries_per_min > 0),
+            ("device_burst", "at least 1", gw.device_burst >= 1),
+            ("backend_slots", "at least 1", gw.backend_slots >= 1),
+            ("orphan_grace_s", "0 or more", gw.orphan_grace_s >= 0),
+            ("write_timeout_s", "above 0", gw.write_timeout_s > 0),
+            ("max_send_queue", "at least 8", gw.max_send_queue >= 8),
+        ) if not ok
+    ]
+    if problems:
+        raise BadInputError("; ".join(problems))
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` safe for one log line: control characters escaped, length capped."""
+    clipped = text if len(text) <= limit else text[:limit] + "..."
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in clipped)
 
 
 def gateway_config_with(config: Config, **changes: Any) -> Config:

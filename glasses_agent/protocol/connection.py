@@ -83,6 +83,13 @@ class Limits:
     handshake_timeout_s: float = 10.0
     # Malformed messages tolerated on one connection (each answered with an error).
     max_errors: int = 32
+    # Messages queued for a peer that is not reading them (after coalescing: consecutive
+    # deltas of one answer become one, pongs answer only the newest ping). Past this the
+    # peer is too slow: an error and a close (4006) are all that is left to send.
+    max_send_queue: int = 256
+    # Pings a peer may send per second (and in a burst): more are errors.
+    max_pings_per_s: float = 5.0
+    ping_burst: int = 20
 
     @property
     def silence_timeout_s(self) -> float:
@@ -210,8 +217,10 @@ class _Core:
     def __init__(self, limits: Limits, now_s: float) -> None:
         self.limits = limits
         self.state = State.CLOSED
-        self._out: list[Outgoing] = []
+        self._out: list[Message | Close] = []
         self._send_seq = 0
+        self._ping_tokens = float(limits.ping_burst)
+        self._ping_checked_s = now_s
         self._recv_seq = 0
         self._errors = 0
         self._started_s = now_s
@@ -232,14 +241,39 @@ class _Core:
 
     def data_to_send(self) -> list[Outgoing]:
         """Websocket messages to send, in order; a ``Close`` is always last."""
-        out, self._out = self._out, []
+        queued, self._out = self._out, []
+        out: list[Outgoing] = []
+        for item in queued:
+            if isinstance(item, Close):
+                out.append(item)
+            else:
+                self._send_seq += 1
+                out.append(encode(item, self._send_seq))
         return out
+
+    @property
+    def send_queue_depth(self) -> int:
+        """Messages queued and not yet taken by ``data_to_send``."""
+        return len(self._out)
 
     def _send(self, message: Message) -> None:
         if self.state in (State.CLOSING, State.CLOSED):
             return
-        self._send_seq += 1
-        self._out.append(encode(message, self._send_seq))
+        last = self._out[-1] if self._out else None
+        if (isinstance(message, AnswerDelta) and isinstance(last, AnswerDelta)
+                and last.query_id == message.query_id
+                and last.offset + len(last.text) == message.offset):
+            # The peer has not taken the last delta yet: send both as one.
+            self._out[-1] = dataclasses.replace(last, text=last.text + message.text)
+            return
+        if isinstance(message, Pong) and any(isinstance(m, Pong) for m in self._out):
+            # One pong, for the newest ping, says the same as many.
+            self._out = [m for m in self._out if not isinstance(m, Pong)]
+        self._out.append(message)
+        if len(self._out) > self.limits.max_send_queue:
+            self._out.clear()
+            self._fail(ErrorCode.TOO_SLOW, f"more than {self.limits.max_send_queue} messages "
+                       "wait for you to read them", CloseCode.TOO_SLOW)
 
     def _close(self, code: int, reason: str) -> None:
         if self.state in (State.CLOSING, State.CLOSED):
@@ -250,6 +284,17 @@ class _Core:
     def _fail(self, code: str, message: str, close_code: int) -> None:
         self._send(ErrorMessage(code=code, message=message, fatal=True))
         self._close(close_code, code)
+
+    def _ping_allowed(self, now_s: float) -> bool:
+        """A token bucket: ``max_pings_per_s``, bursts of ``ping_burst``."""
+        elapsed_s = max(0.0, now_s - self._ping_checked_s)
+        self._ping_checked_s = now_s
+        self._ping_tokens = min(float(self.limits.ping_burst),
+                                self._ping_tokens + elapsed_s * self.limits.max_pings_per_s)
+        if self._ping_tokens < 1.0:
+            return False
+        self._ping_tokens -= 1.0
+        return True
 
     # bytes in -> events out
 
@@ -271,7 +316,7 @@ class _Core:
             seq, message_in = decode(data, types)
         except ProtocolError as exc:
             self._recv_seq += 1  # the peer numbered it; stay in step with the next one
-            return self._violation(exc.code, str(exc))
+            return self._rejected(exc)
         expected = self._recv_seq + 1
         self._recv_seq = seq
         if seq != expected:
@@ -281,20 +326,31 @@ class _Core:
             if self._closing:
                 return None
         if heartbeats and isinstance(message_in, Ping):
+            if not self._ping_allowed(now_s):
+                return self._violation(ErrorCode.RATE_LIMITED, "pings come faster than "
+                                       f"{self.limits.max_pings_per_s:g} per second")
             self._send(Pong(ping_id=message_in.ping_id))
             return None
         if heartbeats and isinstance(message_in, Pong):
             return None
         return message_in
 
+    def _rejected(self, error: ProtocolError) -> ProtocolViolation:
+        """A message that could not be decoded (``ServerConnection`` ends its query)."""
+        return self._violation(error.code, str(error))
+
     def _violation(self, code: str, message: str, query_id: str = "") -> ProtocolViolation:
-        self._errors += 1
         self._send(ErrorMessage(code=code, message=message, query_id=query_id))
+        self._count_error()
+        return ProtocolViolation(code=code, message=message)
+
+    def _count_error(self) -> None:
+        """One more refusal on this connection; too many close it (4004)."""
+        self._errors += 1
         if self._errors > self.limits.max_errors:
             self._fail(ErrorCode.TOO_MANY_ERRORS,
                        f"more than {self.limits.max_errors} bad messages",
                        CloseCode.TOO_MANY_ERRORS)
-        return ProtocolViolation(code=code, message=message)
 
     # time
 
@@ -340,6 +396,9 @@ class ServerConnection(_Core):
         self.state = State.CONNECTING
         self._hello_seen = False
         self._in_flight: set[str] = set()
+        # Cancelled by the edge, their answer.done (cancelled) not sent yet: they no longer
+        # count toward the limit (the edge freed their slot when it cancelled).
+        self._cancelling: set[str] = set()
         self._assembling: dict[str, tuple[QueryRequest, list[bytes]]] = {}
         self._discarding: dict[str, int] = {}  # refused queries whose keyframes still come
 
@@ -380,6 +439,7 @@ class ServerConnection(_Core):
                                           heard_chars=message.heard_chars))
                 return []
             if message.query_id in self._in_flight:
+                self._cancelling.add(message.query_id)
                 return [CancelReceived(query_id=message.query_id,
                                        heard_chars=message.heard_chars)]
             return []  # already over: nothing to cancel
@@ -415,13 +475,14 @@ class ServerConnection(_Core):
         if qid in self._in_flight:
             return [self._violation(ErrorCode.DUPLICATE_QUERY,
                                     f"query {qid} is already being answered")]
-        if len(self._in_flight) >= self.limits.max_queries_in_flight:
-            if query.images:
+        if len(self._in_flight) - len(self._cancelling) >= self.limits.max_queries_in_flight:
+            if query.images and len(self._discarding) < 2 * self.limits.max_queries_in_flight:
                 self._discarding[qid] = query.images
             self._send(ErrorMessage(
                 code=ErrorCode.BUSY, query_id=qid,
                 message=f"{self.limits.max_queries_in_flight} queries are already in flight",
             ))
+            self._count_error()  # a client that keeps asking past the limit is misbehaving
             return []
         self._in_flight.add(qid)
         if query.images:
@@ -432,22 +493,41 @@ class ServerConnection(_Core):
     def _on_keyframe(self, frame: Keyframe) -> list[ServerEvent]:
         qid = frame.query_id
         if qid in self._discarding:
-            self._discarding[qid] -= 1
-            if self._discarding[qid] <= 0:
-                del self._discarding[qid]
+            self._discard_one(qid)
             return []
         if qid not in self._assembling:
             return [self._violation(ErrorCode.UNEXPECTED_IMAGE,
                                     f"no query {qid} waits for a keyframe")]
         query, images = self._assembling[qid]
         if frame.index != len(images):
-            return [self._violation(ErrorCode.UNEXPECTED_IMAGE,
+            return [self._end_query(ErrorCode.UNEXPECTED_IMAGE, qid,
                                     f"keyframe {frame.index} of {qid}, expected {len(images)}")]
         images.append(frame.jpeg)
         if len(images) < query.images:
             return []
         del self._assembling[qid]
         return [QueryReceived(request=query, images_jpeg=tuple(images))]
+
+    def _discard_one(self, qid: str) -> None:
+        self._discarding[qid] -= 1
+        if self._discarding[qid] <= 0:
+            del self._discarding[qid]
+
+    def _rejected(self, error: ProtocolError) -> ProtocolViolation:
+        """A keyframe refused (not a JPEG, a bad index) ends the query it belongs to: every
+        query has its one ending."""
+        qid = error.query_id
+        if qid and qid in self._assembling:
+            return self._end_query(error.code, qid, str(error))
+        if qid and qid in self._discarding:
+            self._discard_one(qid)
+        return self._violation(error.code, str(error))
+
+    def _end_query(self, code: str, qid: str, message: str) -> ProtocolViolation:
+        """Refuse an assembling query: an ``error`` with its id (its ending), counted."""
+        self._assembling.pop(qid, None)
+        self._in_flight.discard(qid)
+        return self._violation(code, message, query_id=qid)
 
     # calls -> bytes out
 
@@ -483,6 +563,7 @@ class ServerConnection(_Core):
         if done.query_id not in self._in_flight:
             return False
         self._in_flight.discard(done.query_id)
+        self._cancelling.discard(done.query_id)
         self._send(done)
         return True
 
@@ -490,6 +571,7 @@ class ServerConnection(_Core):
         if query_id not in self._in_flight:
             return False
         self._in_flight.discard(query_id)
+        self._cancelling.discard(query_id)
         self._assembling.pop(query_id, None)
         self._send(ErrorMessage(code=code, message=message, query_id=query_id))
         return True

@@ -537,9 +537,6 @@ def _decode_keyframe(data: bytes) -> tuple[int, Keyframe]:
         raise ProtocolError(_BAD, f"unknown binary message kind {kind}")
     if not 1 <= seq <= _MAX_SEQ:
         raise ProtocolError(_BAD, "binary message seq must be >= 1")
-    if index >= MAX_IMAGES_PER_QUERY:
-        raise ProtocolError(ErrorCode.TOO_MANY_IMAGES,
-                            f"keyframe index {index} (at most 2 per query)")
     end = BINARY_HEADER.size + id_len
     try:
         query_id = data[BINARY_HEADER.size:end].decode("utf-8")
@@ -547,7 +544,12 @@ def _decode_keyframe(data: bytes) -> tuple[int, Keyframe]:
         raise ProtocolError(_BAD, "keyframe query id is not UTF-8") from exc
     if end > len(data) or not _QUERY_ID.fullmatch(query_id):
         raise ProtocolError(_BAD, "keyframe header names no valid query id")
+    # From here on the refusal names the query (it ends that query).
+    if index >= MAX_IMAGES_PER_QUERY:
+        raise ProtocolError(ErrorCode.TOO_MANY_IMAGES,
+                            f"keyframe index {index} (at most 2 per query)", query_id=query_id)
     jpeg = data[end:]
     if not jpeg.startswith(_JPEG_MAGIC):
-        raise ProtocolError(ErrorCode.BAD_IMAGE, "keyframe payload is not a JPEG")
+        raise ProtocolError(ErrorCode.BAD_IMAGE, "keyframe payload is not a JPEG",
+                            query_id=query_id)
     return seq, Keyframe(query_id=query_id, index=index, jpeg=jpeg)

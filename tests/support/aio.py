@@ -16,7 +16,8 @@ __all__ = ["TOKENS", "cloud_config", "gateway_config", "run", "running_gateway"]
 
 T = TypeVar("T")
 
-TOKENS = TokenTable(["glasses-1 tok-1", "glasses-2 tok-2"])
+# Devices glasses-1 .. glasses-200, each with its own token tok-1 .. tok-200.
+TOKENS = TokenTable([f"glasses-{i} tok-{i}" for i in range(1, 201)])
 
 
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = 120.0) -> T:
@@ -26,7 +27,9 @@ def run(coro: Coroutine[Any, Any, T], timeout_s: float = 120.0) -> T:
 
 def gateway_config(**gateway: Any) -> Config:
     config = Config()
-    settings = {"host": "127.0.0.1", "port": 0, "backend": "delay", **gateway}
+    # The "delay" backend stands in for a model server that answers several at once.
+    settings = {"host": "127.0.0.1", "port": 0, "backend": "delay", "backend_slots": 16,
+                **gateway}
     return dataclasses.replace(config, gateway=dataclasses.replace(config.gateway, **settings))
 
 

@@ -21,9 +21,13 @@ class GatewayProcess:
     SIGTERM. ``port`` 0 picks a free port the first time; later starts reuse it."""
 
     def __init__(self, tmp_path: Path, *, token: str = "tok-1", settings: tuple[str, ...] = (),
-                 port: int = 0, answers_db: bool = True) -> None:
+                 port: int = 0, answers_db: bool = True, devices: int = 1,
+                 verbose: bool = False) -> None:
+        """Devices glasses-1 .. glasses-N with tokens ``token`` (the first), tok-2 .. tok-N."""
         self.tokens_file = tmp_path / "tokens.txt"
-        self.tokens_file.write_text(f"# device tokens\nglasses-1 {token}\n")
+        lines = [f"glasses-1 {token}"] + [f"glasses-{i} tok-{i}" for i in range(2, devices + 1)]
+        self.tokens_file.write_text("# device tokens\n" + "\n".join(lines) + "\n")
+        self.verbose = verbose
         self.answers_db = tmp_path / "answers.sqlite" if answers_db else None
         self.settings = settings
         self.port = port
@@ -42,6 +46,8 @@ class GatewayProcess:
                 "--tokens-file", str(self.tokens_file)]
         if self.answers_db is not None:
             cmd += ["--answers-db", str(self.answers_db)]
+        if self.verbose:
+            cmd.append("-v")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSES_AGENT_")}
         env["GLASSES_AGENT_CONFIG"] = os.devnull
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -69,6 +75,15 @@ class GatewayProcess:
         out, _ = self.proc.communicate(timeout=timeout_s)
         self.output.append(out)
         return "".join(self.output)
+
+    def rss_mb(self) -> float:
+        """The gateway's resident memory now, from /proc."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from glasses_agent.config import Config, LocalLlmConfig
-from glasses_agent.gateway.prompts import build_messages, ungrounded_reply
+from glasses_agent.gateway.prompts import fit_messages, ungrounded_reply
 from glasses_agent.gateway.reasoning import BackendError, ReasoningRequest, Usage
 
 __all__ = ["KNOWN_MODELS", "LocalBackend", "create", "resolve_model_path"]
@@ -124,9 +124,12 @@ class LocalBackend:
         self._active: set[threading.Event] = set()
         self._closed = False
 
+    def _count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def _generate(
         self,
-        messages: list[dict[str, Any]],
+        request: ReasoningRequest,
         max_tokens: int,
         stop: threading.Event,
         emit: Any,
@@ -137,6 +140,10 @@ class LocalBackend:
         completion = 0
         chunks: Iterator[dict[str, Any]] | None = None
         try:
+            # The prompt and the answer share the context: fit the prompt to what is left.
+            messages = fit_messages(request, few_shot=True, images=False,
+                                    count_tokens=self._count_tokens,
+                                    max_prompt_tokens=int(self._llm.n_ctx()) - max_tokens - 16)
             chunks = self._llm.create_chat_completion(
                 messages=messages,
                 max_tokens=max_tokens,
@@ -171,7 +178,8 @@ class LocalBackend:
             self._usage[request.query_id] = Usage()
             yield honest
             return
-        messages = build_messages(request, few_shot=True, images=False)
+        if not request.text.strip():
+            raise BackendError("the query has no text", code="backend_failed")
         max_tokens = min(request.max_tokens, self.config.max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | _Done | BaseException] = asyncio.Queue()
@@ -184,7 +192,7 @@ class LocalBackend:
             except RuntimeError:  # the loop is gone: nobody is listening any more
                 stop.set()
 
-        loop.run_in_executor(self._executor, self._generate, messages, max_tokens, stop, emit)
+        loop.run_in_executor(self._executor, self._generate, request, max_tokens, stop, emit)
         try:
             while True:
                 item = await queue.get()
@@ -193,6 +201,8 @@ class LocalBackend:
                 elif isinstance(item, _Done):
                     self._usage[request.query_id] = item.usage
                     return
+                elif isinstance(item, BackendError):
+                    raise item
                 else:
                     raise BackendError(
                         f"the local model failed: {item}", code="backend_failed"
