@@ -73,6 +73,9 @@ __all__ = ["Gateway", "gateway_config_with"]
 
 logger = logging.getLogger("glasses_agent.gateway")
 
+# Sessions of one device kept for a resume after their connection is gone (the newest).
+MAX_DETACHED_SESSIONS = 16
+
 
 # --- sessions, connections, jobs ------------------------------------------------------------
 
@@ -326,6 +329,7 @@ class Gateway:
             session = _Session(session_id=f"s-{secrets.token_hex(8)}", resume_handle=handle,
                                device_id=device_id)
             self._sessions[handle] = session
+            self._forget_old_sessions(device_id)
         old = session.link
         if old is not None and old is not link:
             old.conn.refuse(code=ErrorCode.SESSION_REPLACED,
@@ -340,6 +344,14 @@ class Gateway:
         link.session = session
         link.conn.accept(session_id=session.session_id, resume_handle=session.resume_handle,
                          resumed=resumed)
+
+    def _forget_old_sessions(self, device_id: str) -> None:
+        """A device keeps at most ``MAX_DETACHED_SESSIONS`` sessions waiting to be resumed
+        (the newest): a device opening session after session cannot grow the table."""
+        detached = [(s.detached_at_s, handle) for handle, s in self._sessions.items()
+                    if s.device_id == device_id and s.link is None and s.detached_at_s is not None]
+        for _, handle in sorted(detached)[:max(0, len(detached) - MAX_DETACHED_SESSIONS)]:
+            del self._sessions[handle]
 
     async def _on_query(self, link: _Link, event: QueryReceived) -> None:
         session = link.session
