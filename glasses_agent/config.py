@@ -112,7 +112,6 @@ class CameraConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PerceptionConfig:
     recognition_model: str = "efficientnet_lite0_int8"
-    min_label_score: float = 0.25
     center_crop_fraction: float = 0.5
     ocr: bool = True
     # The int8 PP-OCR text detector (recogniser stays fp32): about 0.8x the OCR time.
@@ -220,7 +219,8 @@ class ContemplateConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouterConfig:
     contemplate_keywords: tuple[str, ...] = ("think about", "plan", "compare", "should i")
-    # "what is this" is answered on the device when the best label scores at least this.
+    # A label scoring at least this is said ("it looks like a cup", `look`'s in_view); below
+    # it the glasses are "not sure". One threshold for the router and `look`.
     confident_label_score: float = 0.5
     # OCR lines scoring below this are not read out nor sent.
     min_text_score: float = 0.5

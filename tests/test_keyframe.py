@@ -52,7 +52,7 @@ def test_ties_go_to_the_newest_and_old_frames_are_left_out() -> None:
     chosen = choose_keyframe(mixed, now_s=mixed[-1].timestamp_s, max_age_s=0.08)
     assert chosen is not None and chosen.index == 1
     assert choose_keyframe([]) is None
-    assert choose_keyframe(mixed, now_s=10.0, max_age_s=0.1) is mixed[-1]
+    assert choose_keyframe(mixed, now_s=10.0, max_age_s=0.1) is None  # all stale: none
 
 
 def test_sharpness_is_scale_independent_enough_and_fast_to_compare() -> None:

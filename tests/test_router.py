@@ -10,6 +10,7 @@ import pytest
 
 from glasses_agent.config import RouterConfig
 from glasses_agent.frames import Barcode, Label, LinkState, Perception, Query, TextLine
+from glasses_agent.perception.keyframe import pick_keyframe
 from glasses_agent.protocol import Facts, SeenBarcode, SeenLabel
 from glasses_agent.router import (
     Decision,
@@ -18,7 +19,6 @@ from glasses_agent.router import (
     classify,
     facts_from_perception,
     offline_fallback,
-    pick_keyframe,
     route,
 )
 
@@ -154,7 +154,7 @@ def test_what_is_this_answers_when_confident_and_escalates_when_not() -> None:
     d = route(q, now=NOW, device=ONLINE)
     assert d.kind == "escalate" and "not confident" in d.reason
     assert d.keyframe is not None
-    assert d.facts.labels == (SeenLabel(name="tripod", score=0.31),)
+    assert d.facts.center_labels == (SeenLabel(name="tripod", score=0.31),)
     local_only = RouterConfig(escalate_unsure=False)
     d = route(query("what is this", unsure), now=NOW, device=ONLINE, config=local_only)
     assert d.kind == "local" and d.reply == "I'm not sure. It might be a tripod."
@@ -250,20 +250,27 @@ def test_contemplate_by_flag_or_keyword() -> None:
                  device=ONLINE).kind == "local"
 
 
-def test_pick_keyframe_prefers_the_frame_matching_the_facts_and_skips_stale_ones() -> None:
+def test_the_keyframe_is_sharp_matches_the_facts_and_is_never_stale() -> None:
     old = Keyframe(timestamp_s=90.0, jpeg=b"old", sharpness=900.0)
-    near = Keyframe(timestamp_s=99.4, jpeg=b"near", sharpness=100.0)
+    near = Keyframe(timestamp_s=99.4, jpeg=b"near", sharpness=480.0)
     late = Keyframe(timestamp_s=100.0, jpeg=b"late", sharpness=500.0)
-    assert pick_keyframe([old, near, late], query_s=100.0, perception_s=99.5,
-                         max_age_s=3.0) is near
-    assert pick_keyframe([old, near, late], query_s=100.0, perception_s=None,
-                         max_age_s=3.0) is late
-    assert pick_keyframe([old], query_s=100.0, perception_s=None, max_age_s=3.0) is None
+    blurred = Keyframe(timestamp_s=99.5, jpeg=b"blurred", sharpness=100.0)
+    frames = [old, near, late, blurred]
+
+    def pick(anchor_s: float | None, candidates: list[Keyframe] = frames) -> Keyframe | None:
+        return pick_keyframe(candidates, sharpness_of=lambda k: k.sharpness, now_s=100.0,
+                             max_age_s=3.0, anchor_s=anchor_s)
+
+    # Of the sharp ones (within 10 % of the sharpest fresh one), the nearest the facts' time;
+    # the blurred frame at exactly that time is not sent.
+    assert pick(99.5) is near
+    assert pick(None) is late  # no facts: the newest sharp one
+    assert pick(None, [old]) is None  # stale: never sent, however sharp
     q = query("what is on this shelf?", SIGN)
     d = route(q, now=NOW, device=ONLINE, keyframes=[old])
     assert d.keyframe is None and "none within 3 s" in d.reason
-    d = route(q, now=NOW, device=ONLINE, keyframes=[old, near, late])
-    assert d.keyframe is near
+    d = route(q, now=NOW, device=ONLINE, keyframes=frames)
+    assert d.keyframe is near  # SIGN was perceived at 99.5
 
 
 def test_offline_fallback_gives_the_best_device_answer_and_says_so() -> None:

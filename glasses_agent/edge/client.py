@@ -66,7 +66,7 @@ from glasses_agent.protocol import (
     QueryRequest,
     SessionOpened,
 )
-from glasses_agent.router.policy import facts_from_perception
+from glasses_agent.router import facts_from_perception
 from glasses_agent.transport import Transport
 
 __all__ = [

@@ -86,7 +86,7 @@ def look(path: str | Path, config: Config, *, frames: int = 12) -> dict[str, Any
     load_ms = round((time.perf_counter() - start) * 1000.0, 1)
     perception: Perception = perceiver.perceive(frame)
     best = in_view(perception.labels, perception.center_labels,
-                   min_label_score=config.perception.min_label_score)
+                   min_label_score=config.router.confident_label_score)
     return {
         "path": str(file),
         **origin,

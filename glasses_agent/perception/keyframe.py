@@ -9,13 +9,16 @@ Scaling down first makes it about 1 ms a frame and compares frames of
 different sizes fairly. Frames in a short ring show nearly the same scene, so
 their scores are comparable.
 
-Among frames whose sharpness is within ``tolerance`` of the best, the newest
-wins: a question is about what is in view now.
+``pick_keyframe`` is the one rule for which frame goes with a question: never
+a stale one, a sharp one, and of the sharp ones the nearest to the moment the
+facts come from (by default the newest: a question is about what is in view
+now).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +26,18 @@ import numpy.typing as npt
 from edge_models.opencv import cv2 as _cv2
 from glasses_agent.frames import VideoFrame
 
-__all__ = ["SHARPNESS_WIDTH_PX", "choose_keyframe", "sharpness"]
+__all__ = ["SHARPNESS_WIDTH_PX", "Timed", "choose_keyframe", "pick_keyframe", "sharpness"]
 
 UInt8Array = npt.NDArray[np.uint8]
 SHARPNESS_WIDTH_PX = 320
+
+
+class Timed(Protocol):
+    @property
+    def timestamp_s(self) -> float: ...
+
+
+T = TypeVar("T", bound=Timed)
 
 
 def sharpness(image_bgr: UInt8Array, *, width_px: int = SHARPNESS_WIDTH_PX) -> float:
@@ -42,26 +53,44 @@ def sharpness(image_bgr: UInt8Array, *, width_px: int = SHARPNESS_WIDTH_PX) -> f
     return float(np.mean(gx * gx + gy * gy))
 
 
+def pick_keyframe(
+    candidates: Sequence[T],
+    *,
+    sharpness_of: Callable[[T], float],
+    now_s: float | None = None,
+    max_age_s: float | None = None,
+    anchor_s: float | None = None,
+    tolerance: float = 0.1,
+) -> T | None:
+    """The one rule for the frame that goes with a question (the router and ``look`` use it).
+
+    1. None older than ``max_age_s`` before ``now_s`` (when both are given): a stale
+       frame is never sent; if every candidate is stale, there is no keyframe.
+    2. Of the rest, those whose sharpness is within ``tolerance`` of the sharpest.
+    3. Of those, the nearest in time to ``anchor_s`` (the perception the facts come
+       from, so that image and facts agree; default: the newest), the newer on a tie.
+    """
+    fresh = list(candidates)
+    if now_s is not None and max_age_s is not None:
+        fresh = [c for c in fresh if now_s - c.timestamp_s <= max_age_s]
+    if not fresh:
+        return None
+    scores = [sharpness_of(c) for c in fresh]
+    best = max(scores)
+    sharp = [c for c, score in zip(fresh, scores, strict=True)
+             if score >= (1.0 - tolerance) * best]
+    anchor = anchor_s if anchor_s is not None else max(c.timestamp_s for c in fresh)
+    return min(sharp, key=lambda c: (abs(c.timestamp_s - anchor), -c.timestamp_s))
+
+
 def choose_keyframe(
     frames: Sequence[VideoFrame],
     *,
     now_s: float | None = None,
     max_age_s: float | None = None,
+    anchor_s: float | None = None,
     tolerance: float = 0.1,
 ) -> VideoFrame | None:
-    """The sharpest of ``frames`` (the newest among those within ``tolerance`` of the best).
-
-    With ``now_s`` and ``max_age_s``, frames older than ``max_age_s`` are not
-    considered (unless all are: then the newest frame is returned). None for no frames.
-    """
-    if not frames:
-        return None
-    candidates = list(frames)
-    if now_s is not None and max_age_s is not None:
-        candidates = [f for f in candidates if now_s - f.timestamp_s <= max_age_s]
-        if not candidates:
-            return max(frames, key=lambda f: f.timestamp_s)
-    scores = [sharpness(f.image_bgr) for f in candidates]
-    best = max(scores)
-    good = [f for f, s in zip(candidates, scores, strict=True) if s >= (1.0 - tolerance) * best]
-    return max(good, key=lambda f: (f.timestamp_s, f.index))
+    """``pick_keyframe`` over camera frames, their sharpness measured here."""
+    return pick_keyframe(frames, sharpness_of=lambda f: sharpness(f.image_bgr), now_s=now_s,
+                         max_age_s=max_age_s, anchor_s=anchor_s, tolerance=tolerance)

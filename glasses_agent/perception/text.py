@@ -25,10 +25,13 @@ import numpy.typing as npt
 from glasses_agent.frames import TextLine
 
 __all__ = [
+    "BARE_PRICE",
+    "PRICE",
     "TextReaderLike",
     "find_prices",
     "find_times",
     "level_boxes",
+    "price_lines",
     "read_text",
     "reading_order",
     "tidy",
@@ -39,12 +42,18 @@ Box = tuple[int, int, int, int]
 # (tl, tr, br, bl) corners of a text fragment, [4,2] in image pixels.
 Quad = npt.NDArray[np.float32]
 
-_CURRENCY = "$€£¥"
+_CURRENCY = "$€£¥₹"
 _SPACE_AFTER_CURRENCY = re.compile(rf"(?<=[{_CURRENCY}])\s+(?=\d)")
 _SPACE_IN_NUMBER = re.compile(r"(?<=\d)\s*([.:,])\s*(?=\d{2}(?!\d))")
-_PRICE = re.compile(
-    rf"[{_CURRENCY}]\s?\d+(?:[.,]\d{{2}})?|\d+(?:[.,]\d{{2}})?\s?[{_CURRENCY}]"
+_AMOUNT = r"\d+(?:[.,]\d{3})*(?:[.,]\d{1,2})?"
+# A price as written on a tag or a menu line: with a currency ("$3.99", "2,50 €", "12 EUR").
+PRICE = re.compile(
+    rf"[{_CURRENCY}]\s?{_AMOUNT}|{_AMOUNT}\s?(?:[{_CURRENCY}]|"
+    r"(?:usd|eur|gbp|chf|dollars?|euros?|pounds?)\b)",
+    re.IGNORECASE,
 )
+# A bare amount with two decimals ("3.99", "2,50"): a price when no line shows a currency.
+BARE_PRICE = re.compile(r"(?<![\d.,])\d{1,5}[.,]\d{2}(?![\d.,%])")
 # "9:30", "17:45", "17h45", "7:05 pm"; "9.30" only with am/pm (a bare "9.30" is neither).
 _TIME = re.compile(
     r"(?<![\d:.,$€£¥])(?:[01]?\d|2[0-3])(?:[:h][0-5]\d(?:\s?[AaPp]\.?[Mm]\.?)?"
@@ -150,7 +159,14 @@ def read_text(reader: TextReaderLike, image_bgr: UInt8Array, *,
 
 def find_prices(lines: Sequence[TextLine]) -> list[str]:
     """Prices as written ("$3.49", "2,99 €"), in reading order."""
-    return [m.group(0) for line in lines for m in _PRICE.finditer(line.text)]
+    return [m.group(0) for line in lines for m in PRICE.finditer(line.text)]
+
+
+def price_lines(lines: Sequence[str]) -> list[str]:
+    """The lines that show a price: those with a currency, or, when no line has one,
+    those with a bare amount of two decimals (a menu: "Cake 3,50")."""
+    marked = [line for line in lines if PRICE.search(line)]
+    return marked or [line for line in lines if BARE_PRICE.search(line)]
 
 
 def find_times(lines: Sequence[TextLine]) -> list[str]:
