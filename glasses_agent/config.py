@@ -40,6 +40,7 @@ __all__ = [
     "OpenAIConfig",
     "PerceptionConfig",
     "RouterConfig",
+    "TurnConfig",
     "VadConfig",
     "WakeConfig",
     "load_config",
@@ -74,6 +75,30 @@ class VadConfig:
     min_silence_s: float = 0.5
     preroll_s: float = 0.3
     max_utterance_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnConfig:
+    # End of turn in the always-on listener (Whisper starts when a pause begins, so the
+    # text is ready when the turn ends). "smart_turn": Smart Turn v3.2 (pipecat-ai's model
+    # file) and the transcript's last word decide; "off": silence only (vad.min_silence_s).
+    engine: str = "smart_turn"
+    # Smart Turn's probability that the turn is complete, at or above which it is.
+    threshold: float = 0.5
+    # Silence inside speech that starts a speculative transcript (a candidate end), s.
+    pause_s: float = 0.064
+    # Silence after which a turn complete by its text (a question) ends, s: longer than the
+    # gaps between words ("what | time is it": 0.1 s), which make "What?" of a fragment.
+    complete_silence_s: float = 0.15
+    # Silence at which Smart Turn judges a turn its text does not settle; complete: it ends, s.
+    check_silence_s: float = 0.2
+    # Silence that ends a turn Smart Turn judged incomplete though its text looks complete, s.
+    incomplete_silence_s: float = 0.4
+    # Silence that ends any turn: one whose text is incomplete ("remind me to") waits this, s.
+    max_silence_s: float = 1.0
+    # Whisper's encoder window for turns that begin with the wake phrase (which Whisper is
+    # given as the start of the text), s; 0 = the full 30 s. Other turns: asr.encoder_window_s.
+    encoder_window_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +260,7 @@ class Config:
     models: ModelsConfig = ModelsConfig()
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
+    turn: TurnConfig = TurnConfig()
     wake: WakeConfig = WakeConfig()
     asr: AsrConfig = AsrConfig()
     camera: CameraConfig = CameraConfig()

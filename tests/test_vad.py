@@ -18,6 +18,8 @@ from glasses_agent.frames import (
     ButtonPressed,
     Frame,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     Utterance,
 )
@@ -184,6 +186,45 @@ def test_endpointing_times_on_a_manual_clock() -> None:
     # the audio is exactly the chunks in that span
     assert utterance.samples[0] == pytest.approx(int((1.024 - 0.3) / CHUNK_S))
     assert len(utterance.samples) == round((utterance.end_s - utterance.start_s) * RATE_HZ)
+
+
+def test_pauses_and_resumes_on_a_manual_clock() -> None:
+    """The listener's candidate ends: SpeechPaused once speech has stayed below the
+    threshold for pause_s, SpeechResumed when it comes back, the hangover as given."""
+    d = Driver(VadConfig(min_speech_s=0.25), pause_s=0.064, min_silence_s=1.0)
+    d.feed(0.0, 0.32)
+    d.feed(0.9, 0.64)           # speech from 0.32 s to 0.96 s
+    d.feed(0.4, 0.032)          # voiced but under the threshold: the pause counts
+    d.feed(0.05, 0.032)
+    [(paused_at, paused)] = d.of(SpeechPaused)
+    assert isinstance(paused, SpeechPaused)
+    assert paused_at == pytest.approx(0.96 + 2 * CHUNK_S)
+    assert paused.timestamp_s == pytest.approx(0.96) and paused.start_s == pytest.approx(0.32)
+    # the utterance as it would be handed on: the pre-roll, the speech, the audio since
+    assert paused.utterance.start_s == pytest.approx(0.32 - 0.3, abs=1e-6)
+    assert paused.utterance.end_s == pytest.approx(0.96 + 2 * CHUNK_S, abs=1e-6)
+    d.feed(0.05, 0.5)           # 0.56 s of silence: more than vad.min_silence_s, less than 1 s
+    assert d.of(SpeechEnded) == [] and len(d.of(SpeechPaused)) == 1
+    d.feed(0.9, 0.32)
+    [(_, resumed)] = d.of(SpeechResumed)
+    assert isinstance(resumed, SpeechResumed) and resumed.start_s == pytest.approx(0.32)
+    d.feed(0.0, 1.1)
+    assert len(d.of(SpeechPaused)) == 2
+    [(ended_at, ended)] = d.of(SpeechEnded)
+    assert isinstance(ended, SpeechEnded)
+    assert ended_at - ended.timestamp_s == pytest.approx(1.0, abs=CHUNK_S)
+    [(_, utterance)] = d.of(Utterance)
+    assert isinstance(utterance, Utterance) and utterance.start_s == pytest.approx(0.02, abs=1e-6)
+
+
+def test_no_pauses_unless_asked() -> None:
+    d = Driver()
+    d.feed(0.9, 0.64)
+    d.feed(0.0, 0.3)
+    d.feed(0.9, 0.3)
+    d.feed(0.0, 1.0)
+    assert d.of(SpeechPaused) == [] and d.of(SpeechResumed) == []
+    assert len(d.of(Utterance)) == 1
 
 
 def test_bad_settings_are_one_line_errors() -> None:

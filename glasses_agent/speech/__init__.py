@@ -12,6 +12,7 @@ from glasses_agent.speech.pipeline import (
     run_source,
 )
 from glasses_agent.speech.text import word_error_rate
+from glasses_agent.speech.turn import SmartTurn, TurnStage, load_turn_session, text_verdict
 from glasses_agent.speech.vad import SileroVad, VadStage, load_vad_session
 from glasses_agent.speech.wake import (
     OpenWakeWordSpotter,
@@ -28,17 +29,21 @@ __all__ = [
     "OpenWakeWordSpotter",
     "PhraseSpotter",
     "SileroVad",
+    "SmartTurn",
+    "TurnStage",
     "VadStage",
     "WakeGate",
     "WhisperAsr",
     "build_listener",
     "build_transcriber",
     "flush_pipeline",
+    "load_turn_session",
     "load_vad_session",
     "make_wake_gate",
     "phrase_score",
     "run_source",
     "strip_wake_phrase",
+    "text_verdict",
     "whisper_base_dir",
     "word_error_rate",
 ]

@@ -272,9 +272,10 @@ class WhisperAsr:
                 f"{reason}"
             ) from exc
 
-    def _encoder_frames(self, n_samples: int) -> int | None:
-        """Mel frames the encoder sees (100 per second): None = Whisper's full 3000."""
-        window_s = self.config.encoder_window_s
+    def _encoder_frames(self, n_samples: int, window_s: float | None = None) -> int | None:
+        """Mel frames the encoder sees (100 per second): None = Whisper's full 3000.
+        ``window_s``: instead of ``asr.encoder_window_s`` (0 = the full window)."""
+        window_s = self.config.encoder_window_s if window_s is None else window_s
         if not window_s:
             return None
         frames = max(round(window_s * 100), n_samples // 160 + 100)
@@ -315,10 +316,17 @@ class WhisperAsr:
         language: str | None = None,
         max_new_tokens: int | None = None,
         prompt: str | None = None,
+        prefix: str | None = None,
+        encoder_window_s: float | None = None,
     ) -> Recognition:
-        """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window)."""
+        """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window).
+
+        ``prefix``: the text the transcript is known to start with (the wake phrase the
+        gate heard), given to the decoder as its first tokens; ``encoder_window_s``:
+        instead of ``asr.encoder_window_s``.
+        """
         audio = np.ascontiguousarray(samples, dtype=np.float32)
-        self.model.encoder_frames = self._encoder_frames(len(audio))
+        self.model.encoder_frames = self._encoder_frames(len(audio), encoder_window_s)
         segments, info = self.model.transcribe(
             audio,
             language=language or self.language,
@@ -332,6 +340,7 @@ class WhisperAsr:
             without_timestamps=not word_timestamps,
             max_new_tokens=max_new_tokens,
             initial_prompt=prompt,
+            prefix=prefix,
         )
         texts: list[str] = []
         words: list[Word] = []
@@ -349,16 +358,20 @@ class WhisperAsr:
 
     def transcribe(self, utterance: Utterance, *, speech_start_s: float | None = None,
                    speech_end_s: float | None = None,
-                   timer: Callable[[], float] = time.perf_counter) -> Transcript:
+                   timer: Callable[[], float] = time.perf_counter,
+                   prefix: str | None = None,
+                   encoder_window_s: float | None = None) -> Transcript:
         """The final ``Transcript`` of an utterance; ``asr_ms`` is the time this call took.
 
         ``start_s``/``end_s`` are the speech bounds when given (from ``SpeechEnded``),
         else the utterance's; word times are on the same (stream) time axis.
+        ``prefix``, ``encoder_window_s``: as for ``recognize``.
         """
         if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
             raise ValueError(f"Whisper takes 16 kHz audio, not {utterance.sample_rate_hz} Hz")
         begin = timer()
-        heard = self.recognize(utterance.samples)
+        heard = self.recognize(utterance.samples, prefix=prefix,
+                               encoder_window_s=encoder_window_s)
         offset = utterance.start_s
         words = tuple(Word(text=w.text, start_s=round(offset + w.start_s, 3),
                            end_s=round(offset + w.end_s, 3), probability=round(w.probability, 3))

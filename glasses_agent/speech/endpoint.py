@@ -16,6 +16,16 @@ continues while the probability stays above ``threshold - 0.15``; the reported
 end of speech is the end of the last chunk at or above ``threshold`` (Silero's
 probability decays for a chunk or two after the last sound).
 
+With ``pause_s`` set (the always-on listener), speech that stays below ``threshold``
+for that long emits ``SpeechPaused`` with the utterance as it would be if the turn
+ended there (a candidate end: the recognizer may start on it at once), and speech that
+comes back (at ``threshold``) before the hangover emits ``SpeechResumed``. A pause is
+counted from the last chunk at ``threshold``, not from the last voiced one: Silero's
+probability decays for a chunk or two after the last sound, and the wearer should
+not wait for that. ``min_silence_s`` (the hangover) then
+bounds how long a pause inside one turn can be; when a turn ends earlier is decided
+after the wake gate (``speech/turn.py``), where the transcript is known.
+
 A temple tap (``press``) arms push-to-talk: the next speech, however short, opens
 an utterance at once (no ``min_speech_s``) and the utterance is marked
 ``trigger="button"``; with no speech within ``button_timeout_s`` the tap lapses.
@@ -31,7 +41,15 @@ import numpy as np
 
 from glasses_agent.config import VadConfig
 from glasses_agent.errors import BadInputError
-from glasses_agent.frames import FloatArray, Frame, SpeechEnded, SpeechStarted, Utterance
+from glasses_agent.frames import (
+    FloatArray,
+    Frame,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    Utterance,
+)
 
 __all__ = ["BUTTON_TIMEOUT_S", "HYSTERESIS", "TRAILING_PAD_S", "Endpointer"]
 
@@ -56,7 +74,11 @@ class Endpointer:
         sample_rate_hz: int = 16_000,
         trailing_pad_s: float = TRAILING_PAD_S,
         button_timeout_s: float = BUTTON_TIMEOUT_S,
+        pause_s: float | None = None,
+        min_silence_s: float | None = None,
     ) -> None:
+        """``pause_s``: emit ``SpeechPaused``/``SpeechResumed`` (None: never);
+        ``min_silence_s``: the hangover, instead of ``config.min_silence_s``."""
         if not 0.0 < config.threshold < 1.0:
             raise BadInputError(f"vad.threshold must be in (0, 1), not {config.threshold}")
         for name in ("min_speech_s", "min_silence_s", "preroll_s"):
@@ -65,7 +87,13 @@ class Endpointer:
         if config.max_utterance_s <= config.min_speech_s:
             raise BadInputError(f"vad.max_utterance_s must be longer than vad.min_speech_s "
                                 f"({config.min_speech_s} s), not {config.max_utterance_s}")
+        if pause_s is not None and pause_s <= 0:
+            raise BadInputError(f"turn.pause_s must be more than 0 s, not {pause_s}")
+        if min_silence_s is not None and min_silence_s < 0:
+            raise BadInputError(f"the hangover must be 0 s or more, not {min_silence_s}")
         self.config = config
+        self.min_silence_s = config.min_silence_s if min_silence_s is None else min_silence_s
+        self.pause_s = pause_s
         self.sample_rate_hz = sample_rate_hz
         self.trailing_pad_s = trailing_pad_s
         self.button_timeout_s = button_timeout_s
@@ -82,6 +110,7 @@ class Endpointer:
         self._audio_end_s = 0.0
         self._trigger: Literal["vad", "button"] = "vad"
         self._armed_at_s: float | None = None
+        self._paused = False
 
     @property
     def armed(self) -> bool:
@@ -130,17 +159,24 @@ class Endpointer:
                 self._speech_s += duration_s
                 if self._speech_s >= cfg.min_speech_s:
                     out.extend(self._open(self._speech_start_s, trigger="vad"))
-            elif end_s - self._last_voiced_s >= cfg.min_silence_s:
+            elif end_s - self._last_voiced_s >= self.min_silence_s:
                 self.state = "idle"
         elif self.state == "speech":
             if probability >= cfg.threshold:
                 self._last_speech_end_s = end_s
+                if self._paused:
+                    self._paused = False
+                    out.append(SpeechResumed(timestamp_s=start_s, start_s=self._speech_start_s))
             if probability >= self.continue_threshold:
                 self._last_voiced_s = end_s
-            if end_s - self._last_voiced_s >= cfg.min_silence_s:
+            if end_s - self._last_voiced_s >= self.min_silence_s:
                 out.extend(self._close(self._last_speech_end_s))
             elif end_s - self._speech_start_s >= cfg.max_utterance_s:
                 out.extend(self._close(end_s))
+            elif (self.pause_s is not None and not self._paused
+                  and end_s - self._last_speech_end_s >= self.pause_s - 1e-9):
+                self._paused = True
+                out.append(self._pause())
         if self.state == "idle":
             self._trim()
         return out
@@ -151,6 +187,7 @@ class Endpointer:
         if self.state == "speech":
             out = self._close(self._last_speech_end_s)
         self.state = "idle"
+        self._paused = False
         self._armed_at_s = None
         self._trim()
         return out
@@ -161,17 +198,23 @@ class Endpointer:
         self._armed_at_s = None
         return [SpeechStarted(timestamp_s=speech_start_s)]
 
-    def _close(self, speech_end_s: float) -> list[Frame]:
+    def _utterance(self, speech_end_s: float) -> Utterance:
         start_s = self._speech_start_s - self.config.preroll_s
         end_s = min(self._audio_end_s, speech_end_s + self.trailing_pad_s)
         samples, start_s = self._slice(start_s, end_s)
+        return Utterance(start_s=start_s, end_s=start_s + len(samples) / self.sample_rate_hz,
+                         samples=samples, sample_rate_hz=self.sample_rate_hz,
+                         trigger=self._trigger)
+
+    def _pause(self) -> SpeechPaused:
+        return SpeechPaused(timestamp_s=self._last_speech_end_s, start_s=self._speech_start_s,
+                            utterance=self._utterance(self._last_speech_end_s))
+
+    def _close(self, speech_end_s: float) -> list[Frame]:
+        utterance = self._utterance(speech_end_s)
         self.state = "idle"
-        return [
-            SpeechEnded(timestamp_s=speech_end_s, start_s=self._speech_start_s),
-            Utterance(start_s=start_s, end_s=start_s + len(samples) / self.sample_rate_hz,
-                      samples=samples, sample_rate_hz=self.sample_rate_hz,
-                      trigger=self._trigger),
-        ]
+        self._paused = False
+        return [SpeechEnded(timestamp_s=speech_end_s, start_s=self._speech_start_s), utterance]
 
     def _slice(self, start_s: float, end_s: float) -> tuple[FloatArray, float]:
         """The kept audio between ``start_s`` and ``end_s`` (clamped to what is kept)."""

@@ -2,9 +2,10 @@
 
 - ``build_transcriber``: VAD + endpointing -> Whisper. Every utterance is
   transcribed (``glasses-agent transcribe``).
-- ``build_listener``: VAD + endpointing -> wake phrase / push-to-talk gate ->
-  Whisper. Only utterances meant for the assistant are transcribed (the
-  always-on path on the glasses).
+- ``build_listener``: VAD + endpointing (with pauses) -> wake phrase / push-to-talk
+  gate -> end of turn and Whisper (``TurnStage``). Only utterances meant for the
+  assistant are transcribed (the always-on path on the glasses); Whisper starts when
+  a pause begins and Smart Turn judges whether the turn is over (``speech/turn.py``).
 
 ``run_source`` feeds a source's chunks through a pipeline. For a file, time is
 the file's own (a ``ManualClock`` set to each chunk's end), so a run is
@@ -20,6 +21,7 @@ from glasses_agent.clock import Clock, ManualClock
 from glasses_agent.config import Config
 from glasses_agent.frames import AudioChunk, Frame
 from glasses_agent.speech.asr import AsrStage, WhisperAsr
+from glasses_agent.speech.turn import TurnStage, check_turn_config
 from glasses_agent.speech.vad import VadStage
 from glasses_agent.speech.wake import WakeGate, make_wake_gate
 from glasses_agent.stages import Pipeline
@@ -39,11 +41,21 @@ def build_listener(
     asr: WhisperAsr | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> Pipeline:
-    """VAD + endpointing + wake/push-to-talk gate + recognition (the always-on path)."""
+    """VAD + endpointing + wake/push-to-talk gate + end of turn and recognition (the
+    always-on path). An incomplete turn waits ``turn.max_silence_s`` (with the engine
+    "off": ``vad.min_silence_s``)."""
+    turn = config.turn
+    check_turn_config(turn)
     asr = asr or WhisperAsr(config.asr)
     asr.warmup()  # long-lived: the first utterance should not pay for a cold model
     gate: WakeGate = make_wake_gate(config.wake, asr=asr, models=config.models, notice=notice)
-    return Pipeline([VadStage.from_config(config.vad, config.models), gate, AsrStage(asr)])
+    hangover_s = turn.max_silence_s if turn.engine == "smart_turn" else config.vad.min_silence_s
+    vad = VadStage.from_config(config.vad, config.models, pause_s=turn.pause_s,
+                               min_silence_s=hangover_s)
+    recognize = TurnStage.from_config(
+        turn, asr=asr, models=config.models, preroll_s=config.vad.preroll_s,
+        wake_phrase=config.wake.phrase if config.wake.engine != "off" else "")
+    return Pipeline([vad, gate, recognize])
 
 
 def flush_pipeline(pipeline: Pipeline, now_s: float) -> list[Frame]:

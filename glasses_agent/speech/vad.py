@@ -91,9 +91,12 @@ class VadStage:
         self.chunks_seen = 0
 
     @classmethod
-    def from_config(cls, vad: VadConfig = DEFAULT_VAD,
-                    models: ModelsConfig = DEFAULT_MODELS) -> VadStage:
-        return cls(SileroVad(load_vad_session(models)), Endpointer(vad))
+    def from_config(cls, vad: VadConfig = DEFAULT_VAD, models: ModelsConfig = DEFAULT_MODELS,
+                    *, pause_s: float | None = None,
+                    min_silence_s: float | None = None) -> VadStage:
+        """``pause_s``/``min_silence_s``: see ``Endpointer`` (the listener's end of turn)."""
+        return cls(SileroVad(load_vad_session(models)),
+                   Endpointer(vad, pause_s=pause_s, min_silence_s=min_silence_s))
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
         if isinstance(frame, AudioChunk):

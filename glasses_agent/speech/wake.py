@@ -31,6 +31,15 @@ Engines (``[wake] engine``):
   4.0, non-commercial; choosing the engine prints that. Phrases: the bundled
   ones ("hey jarvis", "hey mycroft", "hey marvin", "alexa").
 - ``"off"``: push-to-talk only.
+
+With the always-on listener's pauses (``SpeechPaused``, ``SpeechResumed``), the gate
+passes on a pause of a segment meant for the assistant (its speculative transcript can
+start) and drops the others. A segment's first pause after 0.6 s and before
+``window_s`` of speech is where it is spotted (the segment so far, as if it ended
+there: usually "hey glasses," with the question still to come), so that the spotting
+is done while the wearer talks and a short question is known to be for us when its
+silence begins; still one spotting per segment (two when the first heard fewer words
+than the phrase has).
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ from glasses_agent.frames import (
     FloatArray,
     Frame,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     Utterance,
     WakeDetected,
@@ -69,6 +80,7 @@ __all__ = [
     "Spotted",
     "WakeGate",
     "make_wake_gate",
+    "phrase_as_written",
     "phrase_score",
     "strip_wake_phrase",
 ]
@@ -98,6 +110,9 @@ SAMPLE_RATE_HZ = 16_000
 DEFAULT_MODELS = ModelsConfig()
 # Audio kept before a segment's start for spotting (the VAD onset is a little late).
 SPOT_PREROLL_S = 0.25
+# A pause this far into a segment (or later, within the spotting window) is where the
+# segment is spotted: "hey glasses" takes 0.6-1.2 s.
+PAUSE_SPOT_MIN_S = 0.6
 # The phrase spotter's score is the geometric mean of the forced tokens' probabilities to
 # the power 1 / SCORE_ROOT: threshold 0.5 = mean token probability 0.5 ** 4 = 1/16.
 SCORE_ROOT = 4.0
@@ -137,6 +152,12 @@ def phrase_score(text: str, phrase: str, *, max_offset: int = 1) -> tuple[float,
             score = max(0.0, 1.0 - 3.0 * distance / len(joined_target))
             best = max(best, (score, offset + m))
     return best
+
+
+def phrase_as_written(phrase: str) -> str:
+    """The phrase as Whisper writes it at the start of a transcript: "Hey glasses"."""
+    written = " ".join(phrase.split())
+    return written[:1].upper() + written[1:]
 
 
 def strip_wake_phrase(text: str, phrase: str, *, threshold: float = 0.5) -> str:
@@ -211,8 +232,7 @@ class PhraseSpotter:
                                   task="transcribe", language="en")
             start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
             # As Whisper writes it at the start of a transcript: " Hey glasses".
-            written = " ".join(self.phrase.split())
-            phrase = tokenizer.encode(" " + written[0].upper() + written[1:])
+            phrase = tokenizer.encode(" " + phrase_as_written(self.phrase))
             suppress = get_suppressed_tokens(tokenizer, [-1]) or ()
             self._decoder = (tokenizer, start, phrase, tuple(suppress))
         return self._decoder
@@ -224,8 +244,9 @@ class PhraseSpotter:
         tokenizer, start, phrase, suppress = self._tokens()
         model = self.asr.model
         audio = np.ascontiguousarray(samples, dtype=np.float32)
-        encoder_frames = getattr(self.asr, "_encoder_frames", None)
-        model.encoder_frames = encoder_frames(len(audio)) if encoder_frames else None
+        # Always Whisper's full window: the scores and the threshold were measured so, and a
+        # 5 s window lowers true phrases' scores to around the threshold.
+        model.encoder_frames = None
         features = model.feature_extractor(audio)
         content = int(features.shape[-1]) - 1
         encoded = model.encode(pad_or_trim(features[:, :content]))
@@ -379,6 +400,11 @@ class WakeGate:
             if isinstance(self.spotter, PhraseSpotter) and not self._spotted:
                 out.extend(self._spot(frame.timestamp_s + 0.15, now_s, segment_over=True))
             return out
+        if isinstance(frame, SpeechPaused):
+            return self._on_pause(frame, now_s)
+        if isinstance(frame, SpeechResumed):
+            self._bare_phrase = False  # more than the phrase after all
+            return [frame]
         if isinstance(frame, Utterance):
             return self._on_utterance(frame, now_s)
         return [frame]
@@ -401,6 +427,30 @@ class WakeGate:
             return self._spot(self._segment_start_s + self.spotter.window_s, now_s,
                               segment_over=False)
         return []
+
+    def _on_pause(self, pause: SpeechPaused, now_s: float) -> list[Frame]:
+        out: list[Frame] = []
+        if (isinstance(self.spotter, PhraseSpotter) and not self._spotted and not self._woken
+                and self._segment_start_s is not None
+                and PAUSE_SPOT_MIN_S <= pause.timestamp_s - self._segment_start_s
+                < self.spotter.window_s):
+            # Spotted here, on the segment so far as if it ended here (the phrase would be
+            # at its start): usually the pause after "hey glasses,", while the question is
+            # still to come. Heard fewer words than the phrase has: spotted again later.
+            out.extend(self._spot(pause.timestamp_s + 0.15, now_s, segment_over=True))
+            if len(words_of(self.last_heard)) < len(words_of(self.phrase)) and not self._woken:
+                self._spotted = False
+        utterance = pause.utterance
+        if utterance.trigger == "button":
+            return [*out, pause]
+        if isinstance(self.spotter, OpenWakeWordSpotter):
+            bare = utterance.end_s - utterance.start_s < 1.6
+        else:
+            bare = self._bare_phrase
+        if self._woken and not bare:
+            return [*out, dataclasses.replace(
+                pause, utterance=dataclasses.replace(utterance, trigger="wake"))]
+        return out
 
     def _spot(self, until_s: float, now_s: float, *, segment_over: bool) -> list[Frame]:
         assert isinstance(self.spotter, PhraseSpotter)

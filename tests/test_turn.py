@@ -1,0 +1,261 @@
+"""End of turn: Smart Turn v3.2 (the real model), the transcript's verdict, and the
+always-on listener on real (synthesized) speech, driven on the audio's own clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_audio_helpers import RATE_HZ, compose, speak, speech_extent, write_wav
+
+from edge_models.registry import get_spec
+from glasses_agent.config import Config, TurnConfig, WakeConfig
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import (
+    AudioChunk,
+    ButtonPressed,
+    Frame,
+    SpeechPaused,
+    SpeechResumed,
+    Transcript,
+    Utterance,
+)
+from glasses_agent.sources import FileAudioSource
+from glasses_agent.speech.asr import WhisperAsr
+from glasses_agent.speech.pipeline import build_listener, flush_pipeline
+from glasses_agent.speech.text import word_error_rate
+from glasses_agent.speech.turn import (
+    SmartTurn,
+    TurnStage,
+    check_turn_config,
+    load_turn_session,
+    text_verdict,
+    whisper_log_mel,
+)
+
+DEFAULT = Config()
+QUICK_S = 0.4  # a complete question ends within this much audio after its speech
+
+
+@pytest.fixture(scope="module")
+def asr() -> WhisperAsr:
+    return WhisperAsr()
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> SmartTurn:
+    return SmartTurn(load_turn_session())
+
+
+def _trimmed(text: str, voice: str = "en-us") -> np.ndarray:
+    audio = speak(text, voice)
+    start_s, end_s = speech_extent(audio)
+    return audio[round(start_s * RATE_HZ):round(end_s * RATE_HZ)]
+
+
+def _with_pause(first: str, rest: str, pause_s: float, voice: str = "en-us") -> np.ndarray:
+    """``first, rest`` said as one sentence, the comma's pause stretched to ``pause_s``: the
+    first part keeps the sentence's own (not final) intonation."""
+    whole = _trimmed(f"{first}, {rest}", voice)
+    frame = 160
+    energy = (whole[: len(whole) // frame * frame].reshape(-1, frame).astype(np.float64) ** 2
+              ).mean(axis=1)
+    quiet = energy < energy.max() * 10 ** (-35 / 10)
+    # the longest quiet run after the first part's share of the words
+    skip = int(len(quiet) * 0.3)
+    best, run_start, best_span = 0, None, (0, 0)
+    for i, q in enumerate(quiet[skip:], start=skip):
+        if q and run_start is None:
+            run_start = i
+        if (not q or i == len(quiet) - 1) and run_start is not None:
+            if i - run_start > best:
+                best, best_span = i - run_start, (run_start, i)
+            run_start = None
+    a, b = best_span
+    assert b - a >= 5, "no comma pause found"
+    silence = np.zeros(round(pause_s * RATE_HZ), dtype=np.float32)
+    return np.concatenate([whole[: a * frame], silence, whole[b * frame:]])
+
+
+def _listen(asr: WhisperAsr, audio: np.ndarray, tmp_path: Path, *, config: Config = DEFAULT,
+            taps_s: Sequence[float] = ()) -> list[tuple[float, Frame]]:
+    """Each frame out of the listener with the audio time it came out at (a file clock)."""
+    path = write_wav(tmp_path / "a.wav", audio)
+    pipeline = build_listener(config, asr=asr)
+    pending = sorted(taps_s)
+    out: list[tuple[float, Frame]] = []
+    now_s = 0.0
+    for chunk in FileAudioSource(path):
+        while pending and pending[0] <= chunk.timestamp_s:
+            tap = ButtonPressed(timestamp_s=pending.pop(0))
+            out += [(now_s, f) for f in pipeline.push(tap, now_s)]
+        now_s = chunk.timestamp_s + chunk.duration_s
+        out += [(now_s, f) for f in pipeline.push(chunk, now_s)]
+    out += [(now_s, f) for f in flush_pipeline(pipeline, now_s)]
+    return out
+
+
+def _transcripts(frames: list[tuple[float, Frame]]) -> list[tuple[float, Transcript]]:
+    return [(t, f) for t, f in frames if isinstance(f, Transcript)]
+
+
+# --- the model and its features ---------------------------------------------------------
+
+
+def test_the_registered_model_is_the_pipecat_wheel_file(smart_turn: SmartTurn) -> None:
+    spec = get_spec("smart_turn_v3")
+    assert spec.resource == "pipecat:audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+    assert spec.license.startswith("BSD-2-Clause") and spec.size_bytes == 8_679_182
+    [inputs] = smart_turn.session.get_inputs()
+    assert inputs.name == "input_features" and inputs.shape[1:] == [80, 800]
+    assert [o.name for o in smart_turn.session.get_outputs()] == ["logits"]
+
+
+def test_features_are_whisper_log_mel_of_the_last_8_s() -> None:
+    speech = _trimmed("what time is it")
+    features = whisper_log_mel(speech)
+    assert features.shape == (80, 800) and features.dtype == np.float32
+    # zero-padded on the left: the first frames are all alike, the speech is at the end
+    assert np.allclose(features[:, :100], features[:, :1], atol=1e-5)
+    assert features[:, -50:].max() > features[:, :100].max() + 0.5
+    assert -1.5 <= features.min() and features.max() <= 2.5
+    # only the last 8 s count
+    longer = np.concatenate([np.full(5 * RATE_HZ, 0.3, np.float32), np.zeros(8 * RATE_HZ,
+                                                                             np.float32)])
+    np.testing.assert_array_equal(whisper_log_mel(longer),
+                                  whisper_log_mel(np.zeros(8 * RATE_HZ, np.float32)))
+
+
+def test_smart_turn_hears_a_hesitation_and_a_finished_question(smart_turn: SmartTurn) -> None:
+    # Far apart on every voice tried (0.01 vs 0.95), so bounds hold on any CPU's int8.
+    pause = np.zeros(round(0.2 * RATE_HZ), np.float32)
+    lead = np.zeros(round(0.5 * RATE_HZ), np.float32)
+    hesitating = smart_turn(np.concatenate([lead, _trimmed("what's the, um"), pause]))
+    finished = smart_turn(np.concatenate([lead, _trimmed("who painted this picture?"), pause]))
+    assert 0.0 <= hesitating < 0.2 < 0.6 < finished <= 1.0
+    assert smart_turn.calls == 2
+
+
+# --- the transcript's verdict -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "verdict"), [
+    ("Hey glasses, what am I looking at?", "question"),
+    ("What is this for?", "question"),
+    ("Take a photo of this.", "open"),
+    ("Remind me to buy milk...", "open"),
+    ("Remind me to...", "incomplete"),
+    ("Remind me to.", "incomplete"),
+    ("What's the, um", "incomplete"),
+    ("What's the...", "incomplete"),
+    ("Call my brother and", "incomplete"),
+    ("Take me to the", "incomplete"),
+    ("I want to go,", "incomplete"),
+    ("", "empty"),
+    ("...", "empty"),
+])
+def test_text_verdict(text: str, verdict: str) -> None:
+    assert text_verdict(text) == verdict
+
+
+def test_bad_turn_settings_are_one_line_errors() -> None:
+    for bad, message in [({"engine": "magic"}, "unknown turn engine"),
+                         ({"threshold": 1.0}, "turn.threshold must be in"),
+                         ({"pause_s": 0.0}, "turn silences must grow"),
+                         ({"max_silence_s": 0.3}, "turn silences must grow"),
+                         ({"complete_silence_s": 0.05}, "turn silences must grow"),
+                         ({"encoder_window_s": 40.0}, "turn.encoder_window_s")]:
+        with pytest.raises(BadInputError, match=message):
+            check_turn_config(TurnConfig(**bad))  # type: ignore[arg-type]
+    check_turn_config(TurnConfig())
+
+
+def test_a_bad_turn_setting_through_the_cli_is_exit_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "glasses_agent.cli", "--set",
+                           "turn.max_silence_s=0.1", "demo"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("glasses-agent demo: turn silences")
+
+
+# --- the listener on real speech --------------------------------------------------------
+
+
+def test_a_complete_question_ends_quickly(asr: WhisperAsr, tmp_path: Path) -> None:
+    text = "hey glasses, what am I looking at?"
+    audio, [(_, end_s)] = compose([0.8, _trimmed(text), 1.5])
+    frames = _listen(asr, audio, tmp_path)
+    [(at_s, transcript)] = _transcripts(frames)
+    assert word_error_rate(text, transcript.text) <= 0.15, transcript.text
+    assert end_s < at_s <= end_s + QUICK_S, (at_s, end_s)
+    # the transcript made when the silence began is the one handed on
+    assert any(isinstance(f, SpeechPaused) for _, f in frames)
+    assert abs(transcript.end_s - end_s) <= 0.15
+
+
+@pytest.mark.parametrize(("first", "rest"), [
+    ("hey glasses, remind me to", "buy milk"),
+    ("hey glasses, what's the, um", "the name of this street?"),
+])
+def test_a_pause_of_600_ms_inside_a_sentence_does_not_split_it(
+        asr: WhisperAsr, tmp_path: Path, first: str, rest: str) -> None:
+    audio, [(_, end_s)] = compose([0.8, _with_pause(first, rest, 0.6), 1.5])
+    frames = _listen(asr, audio, tmp_path)
+    [(at_s, transcript)] = _transcripts(frames)
+    assert at_s > end_s, "the turn ended inside the pause"
+    assert word_error_rate(f"{first} {rest}", transcript.text) <= 0.35, transcript.text
+    # speech resumed after the pause: what was transcribed there was dropped
+    assert any(isinstance(f, SpeechResumed) for _, f in frames)
+    assert len([f for _, f in frames if isinstance(f, Utterance)]) == 1
+
+
+def test_push_to_talk_still_works_and_ends_quickly(asr: WhisperAsr, tmp_path: Path) -> None:
+    audio, [(_, end_s)] = compose([1.0, _trimmed("what time is it?"), 1.5])
+    assert _transcripts(_listen(asr, audio, tmp_path)) == []  # no phrase, no tap: not for us
+    frames = _listen(asr, audio, tmp_path, taps_s=[0.5])
+    [(at_s, transcript)] = _transcripts(frames)
+    assert word_error_rate("what time is it", transcript.text) <= 0.25, transcript.text
+    assert end_s < at_s <= end_s + QUICK_S
+    [utterance] = [f for _, f in frames if isinstance(f, Utterance)]
+    assert utterance.trigger == "button"
+
+
+def test_smart_turn_never_runs_on_silence_nor_on_bystanders(asr: WhisperAsr,
+                                                            tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    room = rng.normal(0, 10 ** (-60 / 20), 6 * RATE_HZ).astype(np.float32)
+    pipeline = build_listener(DEFAULT, asr=asr)
+    turn = pipeline.stages[-1]
+    assert isinstance(turn, TurnStage) and turn.turn is not None
+    for i in range(0, len(room) - 511, 512):
+        pipeline.push(AudioChunk(timestamp_s=i / RATE_HZ, samples=room[i:i + 512],
+                                 sample_rate_hz=RATE_HZ), (i + 512) / RATE_HZ)
+    assert turn.turn.calls == 0 and turn.speculations == 0
+    # speech without the wake phrase: the gate drops its pauses before any recognition
+    audio, _ = compose([0.5, _trimmed("these glasses are really dirty, aren't they?"), 1.2,
+                        _trimmed("okay, let's go to the station"), 1.2])
+    frames = _listen(asr, audio, tmp_path)
+    assert _transcripts(frames) == []
+
+
+def test_the_engine_off_ends_turns_on_silence_only(asr: WhisperAsr, tmp_path: Path) -> None:
+    off = dataclasses.replace(DEFAULT, turn=TurnConfig(engine="off"))
+    text = "hey glasses, what am I looking at?"
+    audio, [(_, end_s)] = compose([0.8, _trimmed(text), 1.5])
+    [(at_s, transcript)] = _transcripts(_listen(asr, audio, tmp_path, config=off))
+    # the hangover (vad.min_silence_s, 0.5 s) and not more: the text was made at the pause
+    assert end_s + 0.45 <= at_s <= end_s + 0.65
+    assert word_error_rate(text, transcript.text) <= 0.15, transcript.text
+
+
+def test_wake_engine_off_is_push_to_talk_only(asr: WhisperAsr, tmp_path: Path) -> None:
+    off = dataclasses.replace(DEFAULT, wake=WakeConfig(engine="off"))
+    audio, _ = compose([0.6, _trimmed("hey glasses, what am I looking at?"), 1.2])
+    assert _transcripts(_listen(asr, audio, tmp_path, config=off)) == []
+    assert len(_transcripts(_listen(asr, audio, tmp_path, config=off, taps_s=[0.2]))) == 1
+
