@@ -40,6 +40,7 @@ __all__ = [
     "OpenAIConfig",
     "PerceptionConfig",
     "RouterConfig",
+    "TtsConfig",
     "TurnConfig",
     "VadConfig",
     "WakeConfig",
@@ -66,6 +67,19 @@ class AudioConfig:
     # Audio is always resampled to 16 kHz mono in 32 ms chunks (what Silero VAD and
     # Whisper take), whatever the device or file gives.
     input_device: str = ""
+    # Speaker, the same way ("" = the system default output).
+    output_device: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtsConfig:
+    # "espeak" (espeak-ng through pyttsx3, the default) or "piper" (opt-in: a natural voice;
+    # piper-tts is GPL-3.0 and the voice's dataset terms are restrictive: see docs/speaking.md).
+    engine: str = "espeak"
+    # An espeak-ng voice ("en-us", "en-gb", "de", ...; `espeak-ng --voices`).
+    voice: str = "en-us"
+    rate_wpm: int = 175
+    volume: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,6 +277,7 @@ class Config:
     turn: TurnConfig = TurnConfig()
     wake: WakeConfig = WakeConfig()
     asr: AsrConfig = AsrConfig()
+    tts: TtsConfig = TtsConfig()
     camera: CameraConfig = CameraConfig()
     perception: PerceptionConfig = PerceptionConfig()
     cloud: CloudConfig = CloudConfig()

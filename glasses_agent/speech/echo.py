@@ -1,0 +1,126 @@
+"""The echo guard: the assistant must not hear its own voice as the next question.
+
+Open-ear speakers sit next to the microphone, so what the glasses say comes back
+in the microphone a few milliseconds later, at some level. The playback sink
+remembers what it played and when (``AudioSink.reference``); ``EchoCanceller``
+subtracts its echo from each microphone chunk before the VAD sees it.
+
+It is a frequency-domain block NLMS adaptive filter (overlap-save, the
+"FDAF" of the echo-cancellation literature): a ``taps``-long FIR estimate of the
+speaker-to-microphone path, adapted every 256 samples (16 ms at 16 kHz) on the
+error, with a step normalised by the reference's power per frequency bin and a
+Geigel double-talk detector that freezes adaptation while the wearer talks (so
+their voice, which is not in the reference, is kept and not learned away).
+Cost: two FFTs of 512 per 16 ms block, a fraction of a millisecond.
+
+``AcousticPath`` is the other side, for tests and the simulator: a speaker's
+output reaching a microphone with a gain, a delay and a short room response.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glasses_agent.frames import FloatArray
+
+__all__ = ["AcousticPath", "EchoCanceller"]
+
+
+class EchoCanceller:
+    """Takes the reference's echo out of the microphone signal, block by block.
+
+    ``process(mic, reference)``: the same number of samples of each, aligned in time
+    (``reference`` is what the speaker played over the same span); returns the
+    echo-free signal of the whole blocks completed so far (a multiple of ``block``
+    samples; the rest waits for the next call).
+    """
+
+    def __init__(self, *, block: int = 256, step: float = 0.3, geigel: float = 0.6,
+                 smoothing: float = 0.8, regularization: float = 1e-3) -> None:
+        self.block = block
+        self.step = step
+        self.geigel = geigel
+        self.smoothing = smoothing
+        self.regularization = regularization
+        self.reset()
+
+    def reset(self) -> None:
+        n = self.block
+        self._weights = np.zeros(n + 1, dtype=np.complex128)  # rfft of a 2N window
+        self._power = np.zeros(n + 1)
+        self._adapted = False
+        self._previous_ref = np.zeros(n)
+        self._ref_history = np.zeros(4 * n)  # for the double-talk detector
+        self._mic_buffer = np.zeros(0)
+        self._ref_buffer = np.zeros(0)
+        self.double_talk_blocks = 0
+        self.blocks = 0
+
+    @property
+    def pending(self) -> int:
+        """Samples taken in but not yet returned (less than a block)."""
+        return len(self._mic_buffer)
+
+    def process(self, mic: FloatArray, reference: FloatArray) -> FloatArray:
+        if len(mic) != len(reference):
+            raise ValueError(f"mic and reference differ in length ({len(mic)} vs "
+                             f"{len(reference)})")
+        self._mic_buffer = np.concatenate([self._mic_buffer, mic])
+        self._ref_buffer = np.concatenate([self._ref_buffer, reference])
+        out = []
+        while len(self._mic_buffer) >= self.block:
+            d, self._mic_buffer = self._mic_buffer[:self.block], self._mic_buffer[self.block:]
+            x, self._ref_buffer = self._ref_buffer[:self.block], self._ref_buffer[self.block:]
+            out.append(self._block(d, x))
+        if not out:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def _block(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
+        n = self.block
+        self.blocks += 1
+        window = np.concatenate([self._previous_ref, x])
+        self._previous_ref = x
+        spectrum = np.fft.rfft(window)
+        echo = np.fft.irfft(spectrum * self._weights)[n:]
+        error = d - echo
+        self._ref_history = np.concatenate([self._ref_history[n:], x])
+        far = float(np.max(np.abs(self._ref_history)))
+        near = float(np.max(np.abs(d)))
+        if far < 1e-4:
+            return error  # nothing played lately: nothing to cancel, nothing to learn
+        if near > self.geigel * far * 2.0 and float(np.max(np.abs(error))) > 0.5 * near:
+            self.double_talk_blocks += 1  # the wearer is talking: keep the filter as is
+            return error
+        power = np.abs(spectrum) ** 2
+        if not self._adapted:  # the first block played: start from its own power
+            self._power = power.copy()
+            self._adapted = True
+        self._power = self.smoothing * self._power + (1.0 - self.smoothing) * power
+        gradient = np.conj(spectrum) * np.fft.rfft(np.concatenate([np.zeros(n), error]))
+        gradient /= self._power + self.regularization * float(np.mean(self._power)) + 1e-10
+        constrained = np.fft.irfft(gradient)[:n]  # keep the filter causal, n taps
+        self._weights += self.step * np.fft.rfft(np.concatenate([constrained, np.zeros(n)]))
+        return error
+
+
+class AcousticPath:
+    """A speaker's sound reaching a microphone: ``gain`` (linear), ``delay_s``, and a short
+    exponentially decaying room response (``reverb_s``; 0 for none), deterministic."""
+
+    def __init__(self, *, gain: float = 0.3, delay_s: float = 0.003, reverb_s: float = 0.01,
+                 rate_hz: int = 16_000, seed: int = 0) -> None:
+        taps = max(1, int(round(reverb_s * rate_hz)))
+        rng = np.random.default_rng(seed)
+        decay = np.exp(-np.arange(taps) / max(1.0, taps / 4.0))
+        response = rng.normal(0.0, 1.0, taps) * decay * 0.3
+        response[0] = 1.0
+        self.impulse = np.concatenate([np.zeros(int(round(delay_s * rate_hz))),
+                                       gain * response / np.sqrt(np.sum(response ** 2))])
+        self.rate_hz = rate_hz
+
+    def apply(self, played: FloatArray) -> FloatArray:
+        """What the microphone hears of ``played`` (same length, the tail dropped)."""
+        if not len(played):
+            return np.zeros(0, dtype=np.float32)
+        return np.convolve(played, self.impulse)[:len(played)].astype(np.float32)

@@ -1,0 +1,320 @@
+"""Playback: where spoken audio goes, and how much of it the wearer has heard.
+
+A sink takes PCM (``play``) and tells, at any moment, how many samples have come
+out of the speaker (``played``): that is what a barge-in reports as heard.
+``stop`` drops what is not played yet (barge-in) and returns at once. The
+sink also remembers what it played and when (``reference``), so the echo
+canceller can take the assistant's own voice out of the microphone.
+
+- ``SoundDeviceSink``: a sound card through sounddevice (PortAudio), in 20 ms
+  blocks, so a stop takes effect within one block. No sound card is one clear
+  line that says to pass a WAV file instead.
+- ``WavFileSink``: a WAV file, for tests, CI and headless runs. With
+  ``realtime`` it "plays" on the runtime's clock, as a speaker would (the file
+  holds exactly what was heard, a barge-in cuts it there); without, everything
+  is written at once (``glasses-agent ask --tts-out``).
+
+Time is an argument (``now_s``) everywhere; only ``SoundDeviceSink``'s audio
+callback runs on its own (PortAudio's) thread and clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from glasses_agent.errors import BadInputError, DeviceUnavailableError
+from glasses_agent.frames import FloatArray
+
+__all__ = ["AudioSink", "SoundDeviceSink", "WavFileSink", "open_sink"]
+
+_HISTORY_S = 3.0  # how long played audio is kept for the echo canceller
+
+
+class AudioSink(Protocol):
+    sample_rate_hz: int
+
+    def play(self, samples: FloatArray, now_s: float) -> None:
+        """Queue ``samples`` (mono float32 at ``sample_rate_hz``) after what is queued."""
+        ...
+
+    def played(self, now_s: float) -> int:
+        """Samples that have come out of the speaker so far (since the sink opened)."""
+        ...
+
+    def queued(self) -> int:
+        """Samples given to ``play`` so far."""
+        ...
+
+    def busy(self, now_s: float) -> bool:
+        """Still playing."""
+        ...
+
+    def stop(self, now_s: float) -> int:
+        """Barge-in: drop what is not played yet; the samples played so far."""
+        ...
+
+    def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
+        """What came out of the speaker from ``start_s`` on (silence where nothing did),
+        ``samples`` long at ``rate_hz``: the echo canceller's reference."""
+        ...
+
+    def close(self, now_s: float) -> None: ...
+
+
+class _History:
+    """Played audio with its start times (the runtime's clock), kept ``_HISTORY_S``."""
+
+    def __init__(self, rate_hz: int) -> None:
+        self.rate_hz = rate_hz
+        self._parts: collections.deque[tuple[float, FloatArray]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def add(self, start_s: float, samples: FloatArray) -> None:
+        with self._lock:
+            self._parts.append((start_s, samples))
+            end_s = start_s + len(samples) / self.rate_hz
+            while self._parts and (self._parts[0][0] + len(self._parts[0][1]) / self.rate_hz
+                                   < end_s - _HISTORY_S):
+                self._parts.popleft()
+
+    def cut(self, at_s: float) -> None:
+        """Nothing after ``at_s`` was played (a stop)."""
+        with self._lock:
+            kept: collections.deque[tuple[float, FloatArray]] = collections.deque()
+            for start_s, samples in self._parts:
+                if start_s >= at_s:
+                    continue
+                keep = int(round((at_s - start_s) * self.rate_hz))
+                kept.append((start_s, samples[:keep]))
+            self._parts = kept
+
+    def window(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
+        out_len = int(round(samples * self.rate_hz / rate_hz))
+        out = np.zeros(out_len, dtype=np.float32)
+        with self._lock:
+            parts = list(self._parts)
+        for part_s, part in parts:
+            offset = int(round((part_s - start_s) * self.rate_hz))
+            lo, hi = max(0, offset), min(out_len, offset + len(part))
+            if lo < hi:
+                out[lo:hi] += part[lo - offset:hi - offset]
+        if rate_hz == self.rate_hz or not out_len:
+            return out[:samples] if len(out) >= samples else np.pad(out, (0, samples - len(out)))
+        import soxr
+
+        resampled = np.asarray(soxr.resample(out, self.rate_hz, rate_hz), dtype=np.float32)
+        if len(resampled) >= samples:
+            return resampled[:samples]
+        return np.pad(resampled, (0, samples - len(resampled)))
+
+
+class WavFileSink:
+    """A WAV file as the speaker (see the module docstring)."""
+
+    def __init__(self, path: str | Path, sample_rate_hz: int, *, realtime: bool = True) -> None:
+        import soundfile
+
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise BadInputError(f"{self.path} is a folder: give a .wav file to write")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: Any = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate_hz,
+                                                  channels=1, subtype="PCM_16", format="WAV")
+        except (OSError, RuntimeError) as exc:
+            raise BadInputError(f"cannot write the audio file {self.path}: {exc}") from exc
+        self.sample_rate_hz = sample_rate_hz
+        self.realtime = realtime
+        self._segments: collections.deque[tuple[float, FloatArray]] = collections.deque()
+        self._queued = 0
+        self._written = 0  # samples written to the file (= heard, once time has passed)
+        self._end_s = -1e18  # when the queued audio ends
+        self._history = _History(sample_rate_hz)
+
+    def play(self, samples: FloatArray, now_s: float) -> None:
+        samples = np.asarray(samples, dtype=np.float32)
+        if not len(samples):
+            return
+        self._advance(now_s)
+        start_s = max(now_s, self._end_s)
+        self._end_s = start_s + len(samples) / self.sample_rate_hz
+        self._queued += len(samples)
+        self._history.add(start_s, samples)
+        if self.realtime:
+            self._segments.append((start_s, samples))
+        else:
+            self._write(samples)
+
+    def _write(self, samples: FloatArray) -> None:
+        self._file.write(np.clip(samples, -1.0, 1.0))
+        self._written += len(samples)
+
+    def _advance(self, now_s: float) -> None:
+        """Write what has been played by ``now_s``."""
+        while self._segments:
+            start_s, samples = self._segments[0]
+            done = int((now_s - start_s) * self.sample_rate_hz)
+            if done <= 0:
+                return
+            if done >= len(samples):
+                self._write(samples)
+                self._segments.popleft()
+            else:
+                self._write(samples[:done])
+                self._segments[0] = (start_s + done / self.sample_rate_hz, samples[done:])
+                return
+
+    def played(self, now_s: float) -> int:
+        self._advance(now_s)
+        return self._written
+
+    def queued(self) -> int:
+        return self._queued
+
+    def busy(self, now_s: float) -> bool:
+        self._advance(now_s)
+        return bool(self._segments)
+
+    def stop(self, now_s: float) -> int:
+        self._advance(now_s)
+        self._segments.clear()
+        self._history.cut(now_s)
+        self._queued = self._written
+        self._end_s = now_s
+        return self._written
+
+    def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
+        return self._history.window(start_s, samples, rate_hz)
+
+    def close(self, now_s: float) -> None:
+        """Write what has been played by ``now_s`` (a realtime sink drops the rest)."""
+        if self._file is not None:
+            self._advance(now_s)
+            self._file.close()
+            self._file = None
+
+
+class SoundDeviceSink:
+    """A sound card, through sounddevice: 20 ms blocks from a queue, counted as played.
+
+    ``played`` counts the samples handed to PortAudio, less its output latency;
+    ``stop`` empties the queue, so the sound ends within a block and the latency.
+    """
+
+    BLOCK_S = 0.02
+
+    def __init__(self, device: str = "", sample_rate_hz: int = 22050, *,
+                 clock_now_s: Any = None) -> None:
+        try:
+            import sounddevice
+        except OSError as exc:  # PortAudio's library is missing
+            raise DeviceUnavailableError(
+                f"no sound output: PortAudio is not installed ({exc}); apt-get install "
+                "libportaudio2, or pass --audio-out FILE.wav") from exc
+        self.sample_rate_hz = sample_rate_hz
+        self._now_s = clock_now_s
+        self._lock = threading.Lock()
+        self._pending: collections.deque[FloatArray] = collections.deque()
+        self._queued = 0
+        self._handed = 0
+        self._history = _History(sample_rate_hz)
+        chosen = _output_device(sounddevice, device)
+        try:
+            self._stream = sounddevice.OutputStream(
+                samplerate=sample_rate_hz, channels=1, dtype="float32", device=chosen,
+                blocksize=int(sample_rate_hz * self.BLOCK_S), callback=self._callback,
+                latency="low",
+            )
+            self._stream.start()
+        except Exception as exc:  # PortAudioError and friends: no device, busy, ...
+            raise DeviceUnavailableError(
+                f"cannot open the sound output {device or '(default)'}: {exc}; pass "
+                "--audio-out FILE.wav to write the speech to a file instead") from exc
+        self.latency_s = float(self._stream.latency)
+
+    def _callback(self, out: Any, frames: int, time_info: Any, status: Any) -> None:
+        filled = 0
+        with self._lock:
+            while filled < frames and self._pending:
+                head = self._pending[0]
+                take = min(frames - filled, len(head))
+                out[filled:filled + take, 0] = head[:take]
+                filled += take
+                if take == len(head):
+                    self._pending.popleft()
+                else:
+                    self._pending[0] = head[take:]
+            self._handed += filled
+        out[filled:, 0] = 0.0
+
+    def play(self, samples: FloatArray, now_s: float) -> None:
+        samples = np.asarray(samples, dtype=np.float32)
+        with self._lock:
+            waiting = sum(len(p) for p in self._pending)
+            self._pending.append(samples)
+            self._queued += len(samples)
+        self._history.add(now_s + self.latency_s + waiting / self.sample_rate_hz, samples)
+
+    def played(self, now_s: float) -> int:
+        with self._lock:
+            handed = self._handed
+        return max(0, handed - int(self.latency_s * self.sample_rate_hz))
+
+    def queued(self) -> int:
+        return self._queued
+
+    def busy(self, now_s: float) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
+    def stop(self, now_s: float) -> int:
+        with self._lock:
+            self._pending.clear()
+            self._queued = self._handed
+        self._history.cut(now_s + self.latency_s)
+        return self.played(now_s)
+
+    def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
+        return self._history.window(start_s, samples, rate_hz)
+
+    def close(self, now_s: float) -> None:
+        self.stop(now_s)
+        self._stream.stop()
+        self._stream.close()
+
+
+def _output_device(sounddevice: Any, device: str) -> int | None:
+    """``""``: the default output; a number: that device; else the first whose name has it."""
+    try:
+        devices = list(sounddevice.query_devices())
+    except Exception as exc:
+        raise DeviceUnavailableError(f"cannot list sound devices: {exc}") from exc
+    outputs = [i for i, d in enumerate(devices) if d.get("max_output_channels", 0) > 0]
+    if not outputs:
+        raise DeviceUnavailableError("no sound output device (no sound card here): pass "
+                                     "--audio-out FILE.wav to write the speech to a file")
+    if not device:
+        return None
+    if device.isdigit():
+        if int(device) not in outputs:
+            raise DeviceUnavailableError(f"sound output {device} does not exist (outputs: "
+                                         f"{', '.join(map(str, outputs))})")
+        return int(device)
+    for i in outputs:
+        if device.lower() in str(devices[i].get("name", "")).lower():
+            return i
+    raise DeviceUnavailableError(f"no sound output named like {device!r} (see "
+                                 "`glasses-agent devices`)")
+
+
+def open_sink(*, audio_out: str | None, device: str, sample_rate_hz: int,
+              realtime: bool = True) -> AudioSink:
+    """A WAV file when ``audio_out`` is given, else the sound card."""
+    if audio_out:
+        return WavFileSink(audio_out, sample_rate_hz, realtime=realtime)
+    return SoundDeviceSink(device, sample_rate_hz)

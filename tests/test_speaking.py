@@ -1,0 +1,138 @@
+"""Speaking: espeak-ng through pyttsx3 to PCM, sentences as an answer streams, the sinks,
+the echo canceller. Real synthesis, real WAV files; time is an argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from glasses_agent.config import TtsConfig
+from glasses_agent.errors import BadInputError, DeviceUnavailableError
+from glasses_agent.speech.echo import AcousticPath, EchoCanceller
+from glasses_agent.speech.playback import SoundDeviceSink, WavFileSink
+from glasses_agent.speech.speaker import Speaker
+from glasses_agent.speech.tts import EspeakTts, SentenceSplitter, make_tts
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def test_espeak_speaks_every_time_not_only_the_first() -> None:
+    # pyttsx3 2.99's own loop gave audio once per process; ours, every time.
+    tts = EspeakTts()
+    lengths = [len(tts.synthesize(t)) / tts.sample_rate_hz
+               for t in ("It looks like an espresso.", "Second.", "And a third sentence here.")]
+    assert all(length > 0.3 for length in lengths)
+    assert lengths[2] > lengths[1]  # more words, more audio
+    assert len(tts.synthesize("   ")) == 0
+
+
+def test_voice_and_rate_are_settable_and_bad_ones_are_clear() -> None:
+    text = "The museum is closed on Mondays."
+    slow = EspeakTts(rate_wpm=120).synthesize(text)
+    fast = EspeakTts(rate_wpm=260).synthesize(text)
+    assert len(slow) > 1.5 * len(fast)
+    british = EspeakTts(voice="en-gb").synthesize(text)  # a language code works too
+    assert len(british) > 0
+    with pytest.raises(BadInputError, match="not an espeak-ng voice"):
+        EspeakTts(voice="no-such-voice")
+    with pytest.raises(BadInputError, match="rate_wpm"):
+        EspeakTts(rate_wpm=5)
+    with pytest.raises(BadInputError, match="unknown tts engine"):
+        make_tts(TtsConfig(engine="nope"))
+
+
+def test_piper_is_opt_in_with_its_notice() -> None:
+    notices: list[str] = []
+    try:
+        make_tts(TtsConfig(engine="piper"), notice=notices.append)
+    except BadInputError as exc:  # not installed here: says what to install
+        assert "pip install piper-tts" in str(exc)
+    assert notices and "GPL-3.0" in notices[0] and "restrictive" in notices[0]
+
+
+def test_sentences_come_out_as_the_answer_streams() -> None:
+    splitter = SentenceSplitter()
+    out: list[tuple[int, str]] = []
+    for delta in ["The sign says EXIT", " 12. Main St. is to the", " left! It costs $3.99. Dr.",
+                  " Who is in"]:
+        out += splitter.push(delta)
+    assert out == [(0, "The sign says EXIT 12."), (23, "Main St. is to the left!"),
+                   (48, "It costs $3.99.")]
+    assert splitter.flush() == [(64, "Dr. Who is in")]
+    long = SentenceSplitter(max_chars=60).push("word, " * 30)
+    assert long and all(len(text) <= 60 for _, text in long)  # no sentence end: cut at a comma
+
+
+def test_the_first_sentence_plays_while_the_rest_streams_and_a_stop_says_what_was_heard(
+        tmp_path: Path) -> None:
+    tts = EspeakTts()
+    out = tmp_path / "heard.wav"
+    sink = WavFileSink(out, tts.sample_rate_hz, realtime=True)
+    speaker = Speaker(tts, sink)
+    speaker.begin()
+    assert speaker.say("It looks like an espresso.", 0.0) == 0  # no space after it yet
+    assert speaker.say(" It is ", 0.05) == 1  # the first sentence is whole: it plays now
+    assert speaker.first_audio_s == 0.05 and speaker.speaking(0.1)
+    speaker.say("made from strong coffee. You can drink it now.", 0.1)
+    speaker.finish(0.1)
+    first = len(tts.synthesize("It looks like an espresso.")) / tts.sample_rate_hz
+    # Half-way through the second sentence, the wearer speaks: barge-in.
+    at_s = 0.05 + first + 0.5
+    heard = speaker.stop(at_s)
+    assert len("It looks like an espresso.") < heard < len("It looks like an espresso. It is "
+                                                          "made from strong coffee.")
+    assert not speaker.speaking(at_s + 0.01)
+    sink.close(at_s + 5.0)
+    written, rate = soundfile.read(out, dtype="float32")
+    assert rate == tts.sample_rate_hz
+    assert abs(len(written) / rate - (at_s - 0.05)) < 0.02  # the file holds what was heard
+
+
+def test_a_file_sink_without_realtime_writes_everything_at_once(tmp_path: Path) -> None:
+    tts = EspeakTts()
+    sink = WavFileSink(tmp_path / "all.wav", tts.sample_rate_hz, realtime=False)
+    speaker = Speaker(tts, sink)
+    speaker.say("One. Two. Three.", 0.0)
+    speaker.finish(0.0)
+    sink.close(0.0)
+    assert sink.played(0.0) == sink.queued() > 0
+    with pytest.raises(BadInputError, match="folder"):
+        WavFileSink(tmp_path, 16000)
+
+
+def test_no_sound_card_is_one_clear_line() -> None:
+    try:
+        sink = SoundDeviceSink("", 22050)
+    except DeviceUnavailableError as exc:
+        assert "--audio-out" in str(exc)
+    else:  # a machine with a sound card
+        sink.close(0.0)
+
+
+def _speech(text: str, voice: str = "en-us") -> np.ndarray:
+    tts = EspeakTts(voice=voice)
+    return np.asarray(soxr.resample(tts.synthesize(text), tts.sample_rate_hz, 16_000),
+                      dtype=np.float32)
+
+
+def test_the_echo_canceller_removes_our_voice_and_keeps_the_wearers() -> None:
+    played = _speech("The sign says exit twelve, Main Street. It is on the left after the "
+                     "bridge, and the museum is closed on Mondays.")
+    mic = AcousticPath(gain=0.5, delay_s=0.004, reverb_s=0.01).apply(played)
+    wearer = _speech("Stop, what time is it?", voice="en-gb-x-rp")
+    start = 2 * 16_000
+    mic[start:start + len(wearer)] += wearer
+    canceller = EchoCanceller()
+    out = np.concatenate([canceller.process(mic[i:i + 512], played[i:i + 512])
+                          for i in range(0, len(mic) - 512, 512)])
+    echo_only = slice(16_000, start)
+    assert rms(out[echo_only]) < 0.05 * rms(mic[echo_only])  # more than 26 dB less echo
+    kept = out[start:start + len(wearer)]
+    assert np.corrcoef(kept, wearer[:len(kept)])[0, 1] > 0.8  # the wearer is kept
+    assert canceller.double_talk_blocks > 0
