@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "glasses_agent.speech.cli",
     "glasses_agent.commands.demo",
     "glasses_agent.perception.cli",
+    "glasses_agent.commands.memory_cmd",
 )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "ContemplateConfig",
     "GatewayConfig",
     "LocalLlmConfig",
+    "MemoryConfig",
     "ModelsConfig",
     "OpenAIConfig",
     "PerceptionConfig",
@@ -270,6 +271,17 @@ class RouterConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryConfig:
+    # The notes file ("remember where I parked"); "" = $XDG_DATA_HOME/glasses-agent/
+    # memory.sqlite (~/.local/share/glasses-agent/memory.sqlite when unset); "~" expanded.
+    path: str = ""
+    # Keep the keyframe (faces already blurred) with each note.
+    keep_keyframes: bool = True
+    # Keep where each note was made (the phone link's fix): only when the wearer turns it on.
+    keep_location: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     models: ModelsConfig = ModelsConfig()
     audio: AudioConfig = AudioConfig()
@@ -286,6 +298,7 @@ class Config:
     local_llm: LocalLlmConfig = LocalLlmConfig()
     contemplate: ContemplateConfig = ContemplateConfig()
     router: RouterConfig = RouterConfig()
+    memory: MemoryConfig = MemoryConfig()
 
 
 def _sections() -> dict[str, type[Any]]:
