@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_models.errors import BadInputError, GlassesError
 from edge_models.registry import (
@@ -132,13 +133,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from edge_models.quantize import quantize
+    import dataclasses
 
+    from edge_models.quantize import RECIPES, Recipe, quantize
+    from edge_models.registry import get_spec
+
+    recipe = RECIPES.get(get_spec(args.name, manifest=args.manifest).task, Recipe())
+    changes: dict[str, Any] = {key: value for key, value in (
+        ("calibration", args.calibration), ("percentile", args.percentile),
+        ("weight_bits", args.weight_bits), ("activation_bits", args.activation_bits),
+        ("keep_float", tuple(args.keep_float) if args.keep_float else None),
+        ("per_channel", False if args.per_tensor else None),
+        ("bias_correction", args.bias_correction),
+        ("full_range_weights", tuple(args.full_range_weights) if args.full_range_weights
+         else None),
+    ) if value is not None}
+    recipe = dataclasses.replace(recipe, **changes)
     result = quantize(args.name, output=args.output, frames=args.frames,
-                      progress=not args.no_progress, manifest=args.manifest)
+                      progress=not args.no_progress, manifest=args.manifest, recipe=recipe)
     print(f"wrote {result.output}: {result.size_bytes} bytes "
           f"({result.size_bytes / result.fp32_size_bytes:.0%} of fp32), "
           f"{result.frames} calibration frames")
+    print(f"recipe: {result.recipe}")
     print(f"sha256 {result.sha256}")
     for spec in quantized_variants(args.name, manifest=args.manifest):
         if spec.sha256 == result.sha256:
@@ -200,6 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write (default: the registered int8 variant's file)")
     p.add_argument("--frames", type=int, metavar="N", help="calibration frames (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"),
+                   help="calibration method (default: the task's recipe)")
+    p.add_argument("--percentile", type=float, metavar="P",
+                   help="for --calibration percentile (default 99.999)")
+    p.add_argument("--weight-bits", type=int, choices=(7, 8),
+                   help="7 = reduce_range: weights in [-64, 64]")
+    p.add_argument("--activation-bits", type=int, choices=(7, 8),
+                   help="7 = uint8 activations kept in [0, 127]")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights (not per channel)")
+    p.add_argument("--full-range-weights", action="append", metavar="NODE",
+                   help="with --weight-bits 7: keep 8-bit weights in this node ('depthwise' = "
+                        "every depthwise convolution; repeatable)")
+    p.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="correct each layer's output mean against fp32 (default: the recipe's)")
+    p.add_argument("--keep-float", action="append", metavar="NODE",
+                   help="leave this node in fp32 (repeatable; names as in the fp32 graph)")
     p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("bench", help="fp32 against int8: latency, size, agreement")

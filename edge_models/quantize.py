@@ -28,7 +28,7 @@ from edge_models.errors import BadInputError
 from edge_models.registry import MANIFEST, check, get_spec, quantized_variants, resolve_path
 from edge_models.sessions import sha256_file
 
-__all__ = ["QuantizeResult", "calibration_frames", "quantize"]
+__all__ = ["CALIBRATIONS", "RECIPES", "QuantizeResult", "Recipe", "calibration_frames", "quantize"]
 
 CALIBRATION_SEED = 0
 
@@ -41,6 +41,7 @@ class QuantizeResult:
     size_bytes: int
     sha256: str
     fp32_size_bytes: int
+    recipe: str = ""
 
 
 def _recognition_frames(count: int) -> Iterator[dict[str, np.ndarray]]:
@@ -147,6 +148,177 @@ def _opset13(source: Path, tmp: Path) -> Path:
     return converted
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    """How a model is quantized: the knobs that decide whether int8 holds on every CPU.
+
+    ``activation_bits=7`` keeps uint8 activations within [0, 127] (the scale is
+    doubled after calibration), so that a u8 x s8 pair sums to at most
+    2 x 127 x 128 = 32512 and cannot saturate the 16-bit lanes of x86's
+    ``vpmaddubsw`` (AVX2 / AVX-512 without VNNI). ``weight_bits=7`` is
+    onnxruntime's ``reduce_range`` (weights in [-64, 64]), the other way to the
+    same bound. ``keep_float`` names nodes left in fp32 (no QDQ around them).
+    """
+
+    calibration: str = "minmax"
+    percentile: float = 99.999
+    per_channel: bool = True
+    weight_bits: int = 8
+    activation_bits: int = 8
+    keep_float: tuple[str, ...] = ()
+    # With weight_bits=7: nodes whose weights keep all 8 bits ("depthwise" = every
+    # depthwise convolution, else node names).
+    full_range_weights: tuple[str, ...] = ()
+    bias_correction: bool = False
+    frames: int | None = None
+
+    def describe(self) -> str:
+        calibration = {"minmax": "MinMax", "entropy": "Entropy",
+                       "percentile": f"Percentile {self.percentile:g}"}[self.calibration]
+        parts = [
+            "static QDQ",
+            f"U8 activations{' in 7 bits [0,127]' if self.activation_bits == 7 else ''}",
+            f"S8 {'per-channel' if self.per_channel else 'per-tensor'} weights"
+            f"{' in 7 bits (reduce_range)' if self.weight_bits == 7 else ''}",
+            calibration,
+        ]
+        if self.weight_bits == 7 and self.full_range_weights:
+            parts.append(f"8-bit weights in {', '.join(self.full_range_weights)}")
+        if self.bias_correction:
+            parts.append("bias correction")
+        if self.keep_float:
+            parts.append(f"fp32 nodes: {', '.join(self.keep_float)}")
+        return ", ".join(parts)
+
+
+CALIBRATIONS = ("minmax", "percentile", "entropy")
+# The recipe `glasses-models quantize NAME` uses for each task (see docs/models.md for the
+# variants measured; the shipped files are built with these).
+RECIPES: dict[str, Recipe] = {
+    "image-classification": Recipe(),
+    "ocr-detection": Recipe(),
+    "ocr-recognition": Recipe(),
+    "ocr-orientation": Recipe(),
+}
+
+
+def _check_recipe(recipe: Recipe) -> None:
+    if recipe.calibration not in CALIBRATIONS:
+        raise BadInputError(f"calibration {recipe.calibration!r} is not one of "
+                            f"{', '.join(CALIBRATIONS)}")
+    if recipe.weight_bits not in (7, 8) or recipe.activation_bits not in (7, 8):
+        raise BadInputError("weight and activation bits must be 7 or 8, got "
+                            f"{recipe.weight_bits} and {recipe.activation_bits}")
+    if not 50.0 < recipe.percentile <= 100.0:
+        raise BadInputError(f"percentile must be in (50, 100], got {recipe.percentile}")
+
+
+def _seven_bit_activations(model: Any) -> int:
+    """Rescale every uint8 activation's QDQ pair from [0, 255] to [0, 127]; return how many.
+
+    The real range a tensor covers stays the same (scale x 255/127, zero point x 127/255):
+    one bit of activation resolution is traded for kernels that cannot saturate.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in initializers:
+            continue
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        zp_init = initializers.get(zp_name)
+        scale_init = initializers.get(node.input[1])
+        if zp_init is None or scale_init is None or zp_init.data_type != TensorProto.UINT8:
+            continue
+        scale = numpy_helper.to_array(scale_init).astype(np.float32)
+        zero = numpy_helper.to_array(zp_init).astype(np.float64)
+        new_scale = (scale * np.float32(255.0 / 127.0)).astype(np.float32)
+        new_zero = np.clip(np.round(zero * 127.0 / 255.0), 0, 127).astype(np.uint8)
+        scale_init.CopyFrom(numpy_helper.from_array(new_scale, scale_init.name))
+        zp_init.CopyFrom(numpy_helper.from_array(new_zero.reshape(zero.shape), zp_init.name))
+        done += 1
+    return done
+
+
+def _full_range_overrides(model: Any, selectors: tuple[str, ...]) -> dict[str, Any]:
+    """TensorQuantOverrides giving the selected nodes' weights all 8 bits (no reduce_range)."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    overrides: dict[str, Any] = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in shapes:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        depthwise = group > 1 and shapes[node.input[1]][1] == 1
+        if node.name in selectors or (depthwise and "depthwise" in selectors):
+            overrides[node.input[1]] = [{"axis": 0, "reduce_range": False}]
+    return overrides
+
+
+def _outputs(model: Any, names: list[str], frames: list[dict[str, np.ndarray]],
+             *, optimize: bool) -> list[np.ndarray]:
+    """Per-channel means (over frames, and height and width) of the tensors ``names``."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    known = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in known:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    session = ort.InferenceSession(m.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    sums: list[np.ndarray] = []
+    for frame in frames:
+        outs = session.run(names, frame)
+        means = [o.reshape(o.shape[0], o.shape[1], -1).mean(axis=(0, 2)) if o.ndim > 2
+                 else o.mean(axis=0) for o in outs]
+        sums = means if not sums else [a + b for a, b in zip(sums, means, strict=True)]
+    return [x / len(frames) for x in sums]
+
+
+def _correct_biases(model: Any, prepared: Any, frames: list[dict[str, np.ndarray]]) -> int:
+    """Empirical bias correction (Nagel et al. 2019, "Data-Free Quantization", section 4.2).
+
+    Quantizing weights and inputs shifts the mean of a convolution's output per channel;
+    the shift adds up through depthwise-separable blocks. Layer by layer, in graph order,
+    the int32 bias of each quantized Conv/Gemm is moved by the mean difference between
+    the quantized model's output (layers before it already corrected) and the fp32 model's,
+    measured on the calibration frames. Returns how many biases were corrected.
+    """
+    from onnx import numpy_helper
+
+    init = {t.name: t for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    fp32_nodes = {n.name: n for n in prepared.graph.node}
+    targets = []
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
+            continue
+        dq = producers.get(node.input[2])
+        ref = fp32_nodes.get(node.name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in init or ref is None:
+            continue
+        targets.append((node, dq, ref.output[0]))
+    if not targets:
+        return 0
+    reference = _outputs(prepared, [ref for _, _, ref in targets], frames, optimize=True)
+    for (node, dq, _), want in zip(targets, reference, strict=True):
+        (got,) = _outputs(model, [node.output[0]], frames, optimize=False)
+        bias = init[dq.input[0]]
+        scale = numpy_helper.to_array(init[dq.input[1]]).astype(np.float64)
+        values = numpy_helper.to_array(bias).astype(np.int64)
+        shift = np.round((got - want) / scale).astype(np.int64)
+        corrected = np.clip(values - shift, -(2**31), 2**31 - 1).astype(np.int32)
+        bias.CopyFrom(numpy_helper.from_array(corrected, bias.name))
+    return len(targets)
+
+
 def quantize(
     name: str,
     *,
@@ -154,12 +326,14 @@ def quantize(
     frames: int | None = None,
     progress: bool = True,
     manifest: Path = MANIFEST,
+    recipe: Recipe | None = None,
 ) -> QuantizeResult:
     """Quantize the registered fp32 model ``name`` to int8 static QDQ; write ``output``.
 
     ``output`` defaults to the file of the registered int8 variant of ``name``
     (so the shipped file is rebuilt in place), else ``NAME_int8.onnx`` here. The
-    models are looked up in the registry at ``manifest``.
+    models are looked up in the registry at ``manifest``. ``recipe`` defaults to
+    the task's entry in ``RECIPES``.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -176,8 +350,10 @@ def quantize(
     if spec.quantized_from:
         raise BadInputError(f"model {name!r} is already int8 (quantized from "
                             f"{spec.quantized_from!r}); quantize that one")
+    recipe = recipe or RECIPES.get(spec.task, Recipe())
+    _check_recipe(recipe)
     source = check(spec)
-    inputs = calibration_frames(spec.task, frames)
+    inputs = calibration_frames(spec.task, frames or recipe.frames)
     if not inputs:
         raise BadInputError(f"no calibration frames could be made for {name!r}")
     registered = quantized_variants(name, manifest=manifest)
@@ -197,20 +373,40 @@ def quantize(
                 self.bar.update(1)
             return item
 
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[recipe.calibration]
+    extra: dict[str, Any] = {}
+    if recipe.calibration == "percentile":
+        extra["CalibPercentile"] = recipe.percentile
     with tempfile.TemporaryDirectory(prefix="glasses-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(_opset13(source, Path(tmp))), str(prepared),
                           skip_symbolic_shape=True)
+        prepared_nodes = {n.name for n in onnx.load(str(prepared)).graph.node}
+        unknown = [n for n in recipe.keep_float if n not in prepared_nodes]
+        if unknown:
+            raise BadInputError(f"no node named {', '.join(unknown)} in {name!r} "
+                                "(names as after quant_pre_process, e.g. /_stem/conv/Conv)")
+        if recipe.weight_bits == 7 and recipe.full_range_weights:
+            extra["TensorQuantOverrides"] = _full_range_overrides(
+                onnx.load(str(prepared)), recipe.full_range_weights)
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(
             str(prepared), str(quantized), Reader(),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
+            per_channel=recipe.per_channel,
+            reduce_range=recipe.weight_bits == 7,
+            calibrate_method=method,
+            nodes_to_exclude=list(recipe.keep_float),
+            extra_options=extra,
         )
         model = onnx.load(str(quantized))
+        if recipe.activation_bits == 7:
+            _seven_bit_activations(model)
+        if recipe.bias_correction:
+            _correct_biases(model, onnx.load(str(prepared)), inputs)
         original = onnx.load(str(source), load_external_data=False)
         # Keep the fp32 file's metadata (the recognizer's character list lives there).
         known = {p.key for p in model.metadata_props}
@@ -221,12 +417,12 @@ def quantize(
                                  value=f"{name} sha256 {spec.sha256}")
         model.metadata_props.add(
             key="quantization",
-            value=f"static QDQ, U8 activations, S8 per-channel weights, MinMax, "
-                  f"{len(inputs)} calibration frames",
+            value=f"{recipe.describe()}, {len(inputs)} calibration frames",
         )
         target.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(model, str(target))
     return QuantizeResult(
         name=name, output=target, frames=len(inputs), size_bytes=target.stat().st_size,
         sha256=sha256_file(target), fp32_size_bytes=source.stat().st_size,
+        recipe=recipe.describe(),
     )
