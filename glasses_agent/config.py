@@ -108,7 +108,7 @@ class TurnConfig:
     # Silence at which Smart Turn judges a turn its text does not settle; complete: it ends, s.
     check_silence_s: float = 0.2
     # Silence that ends a turn Smart Turn judged incomplete though its text looks complete, s.
-    incomplete_silence_s: float = 0.4
+    incomplete_silence_s: float = 0.35
     # Silence that ends any turn: one whose text is incomplete ("remind me to") waits this, s.
     max_silence_s: float = 1.0
     # Whisper's encoder window for turns that begin with the wake phrase (which Whisper is

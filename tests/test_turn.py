@@ -82,11 +82,15 @@ def _with_pause(first: str, rest: str, pause_s: float, voice: str = "en-us") -> 
     return np.concatenate([whole[: a * frame], silence, whole[b * frame:]])
 
 
+LAST_CHECKS: list[object] = []
+
+
 def _listen(asr: WhisperAsr, audio: np.ndarray, tmp_path: Path, *, config: Config = DEFAULT,
             taps_s: Sequence[float] = ()) -> list[tuple[float, Frame]]:
     """Each frame out of the listener with the audio time it came out at (a file clock)."""
     path = write_wav(tmp_path / "a.wav", audio)
     pipeline = build_listener(config, asr=asr)
+    LAST_CHECKS[:] = [pipeline.stages[-1]]
     pending = sorted(taps_s)
     out: list[tuple[float, Frame]] = []
     now_s = 0.0
@@ -206,6 +210,10 @@ def test_a_pause_of_600_ms_inside_a_sentence_does_not_split_it(
         asr: WhisperAsr, tmp_path: Path, first: str, rest: str) -> None:
     audio, [(_, end_s)] = compose([0.8, _with_pause(first, rest, 0.6), 1.5])
     frames = _listen(asr, audio, tmp_path)
+    heard = [(round(t - end_s, 2), f.text) for t, f in _transcripts(frames)]
+    turn = LAST_CHECKS[0]
+    assert isinstance(turn, TurnStage)
+    assert len(heard) == 1, (heard, list(turn.checks))
     [(at_s, transcript)] = _transcripts(frames)
     assert at_s > end_s, "the turn ended inside the pause"
     assert word_error_rate(f"{first} {rest}", transcript.text) <= 0.35, transcript.text

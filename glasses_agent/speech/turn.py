@@ -17,11 +17,10 @@ One turn, in audio time, silence counted from the end of the speech so far::
 
     speech ... pause_s (64 ms): SpeechPaused -> Whisper starts on the turn so far; the
                    text's verdict (``text_verdict``) when it is done
-               complete_silence_s (0.15 s): a "question" ends here (not when Whisper
-                   gives its last word under 0.5, nor when it contradicts what the
-                   turn's previous pause heard: then "incomplete")
+               complete_silence_s (0.15 s): a "question" ends here (unless Whisper
+                   gives its last word less than 0.5: then "incomplete")
                check_silence_s (0.2 s): an "open" one goes to Smart Turn: complete -> ends
-               incomplete_silence_s (0.4 s): an "open" one Smart Turn held back ends
+               incomplete_silence_s (0.35 s): an "open" one Smart Turn held back ends
                max_silence_s (1.0 s): the VAD closes the utterance: any turn ends
                    ("incomplete" and "empty" ones wait for this)
     speech resumes first: SpeechResumed -> the speculative text is dropped, the turn goes on
@@ -263,8 +262,6 @@ class TurnStage:
         self._answered = False
         self._turn_from_s: float | None = None
         self._phrase_heard = False
-        # The words of this turn's last candidate (a pause inside it): later ones extend them.
-        self._heard: list[str] = []
         self.speculations = 0
         self.early_ends = 0
         self.last_probability: float | None = None
@@ -288,7 +285,6 @@ class TurnStage:
             self._answered = False
             self._turn_from_s = None
             self._phrase_heard = False
-            self._heard = []
             return [frame]
         if isinstance(frame, WakeDetected):
             self._phrase_heard = True
@@ -300,7 +296,6 @@ class TurnStage:
             if self._answered:  # the turn was answered: what follows is a new one
                 self._answered = False
                 self._turn_from_s = frame.timestamp_s
-                self._heard = []
             return [frame]
         if isinstance(frame, SpeechEnded):
             self._last_ended = frame
@@ -341,15 +336,9 @@ class TurnStage:
         start_s = pause.start_s if self._turn_from_s is None else self._turn_from_s
         transcript = self._transcribe(pause.utterance, start_s, pause.timestamp_s)
         verdict = text_verdict(transcript.text)
-        words = words_of(transcript.text)
         if verdict == "question" and transcript.words and (
                 transcript.words[-1].probability < QUESTION_MIN_WORD_PROBABILITY):
             verdict = "incomplete"  # Whisper is unsure of the word that would end it
-        elif self._heard and words[:len(self._heard) - 1] != self._heard[:-1]:
-            # Whisper changed its mind about what came before (a fragment's last word may
-            # have been cut or misheard): it is unsure of this turn, let it run.
-            verdict = "incomplete"
-        self._heard = words
         self.last_verdict = verdict
         self._candidate = _Candidate(pause=pause, start_s=start_s, transcript=transcript,
                                      verdict=verdict,
