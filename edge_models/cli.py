@@ -5,6 +5,9 @@
     glasses-models quantize NAME [--output P]  int8 static QDQ with calibration frames
     glasses-models bench [NAME...] [--providers cpu] [--json PATH]
                                                fp32 against int8, side by side
+    glasses-models selfcheck [NAME...] [--mode auto|always|never] [--refresh] [--json]
+                                               which variant each model uses here, and why
+    glasses-models cpu [--json]                the CPU's features as the int8 kernels see them
 
 A ``GlassesError`` is printed as one line on stderr (no traceback) with its exit
 code (2 for a bad file or argument); ``verify`` exits 1 when anything is wrong.
@@ -168,18 +171,127 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_line() -> str:
+    from edge_models.cpu import cpu_features
+
+    cpu = cpu_features()
+    saturation = ("; u8 x s8 pairs saturate 16-bit lanes (no VNNI)" if cpu.int16_saturation
+                  else "")
+    return (f"CPU: {cpu.machine}, int8 kernels {cpu.isa_class} ({', '.join(cpu.features) or '-'}; "
+            f"read from {cpu.source}){saturation}")
+
+
+def _choices(names: Sequence[str], *, mode: str, providers: tuple[str, ...], threads: int,
+             manifest: Path, refresh: bool = False) -> list[object]:
+    from edge_models.variants import choose_variant, resolve_family
+
+    if refresh:
+        _forget_cached(names, manifest)
+    out: list[object] = []
+    for name in names:
+        fp32, int8, _ = resolve_family(name, manifest=manifest)
+        if int8 is None:
+            continue
+        out.append(choose_variant(fp32.removesuffix("_fp32") if fp32.endswith("_fp32") else fp32,
+                                  mode=mode, providers=providers, intra_op_threads=threads,
+                                  manifest=manifest))
+    return out
+
+
+def _forget_cached(names: Sequence[str], manifest: Path) -> None:
+    from edge_models.cache import default_cache_dir, read_json, write_json_atomic
+    from edge_models.registry import get_spec
+    from edge_models.variants import CACHE_FILE, resolve_family
+
+    path = default_cache_dir() / CACHE_FILE
+    data = read_json(path)
+    if data is None or not isinstance(data.get("choices"), dict):
+        return
+    hashes = set()
+    for name in names:
+        fp32, int8, _ = resolve_family(name, manifest=manifest)
+        if int8 is not None:
+            hashes.add(get_spec(int8, manifest=manifest).sha256)
+    data["choices"] = {k: v for k, v in data["choices"].items()
+                       if not any(f"int8={h}" in k for h in hashes)}
+    write_json_atomic(path, data)
+
+
+def _print_choices(choices: Sequence[object]) -> None:
+    for c in choices:
+        choice: Any = c
+        source = "cached" if choice.cached else "checked now"
+        print(f"{choice.family}: uses {choice.name} ({choice.mode}; {source}): {choice.reason}")
+
+
+def _cmd_selfcheck(args: argparse.Namespace) -> int:
+    from edge_models.cpu import cpu_features
+
+    if args.write_frames:
+        from edge_models.variants import write_selfcheck_frames
+
+        for path in write_selfcheck_frames():
+            print(f"wrote {path}")
+        return 0
+
+    names = args.names or [n.removesuffix("_fp32") for n in _benchable_fp32(args.manifest)]
+    providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    choices = _choices(names, mode=args.mode, providers=providers, threads=args.threads,
+                       manifest=args.manifest, refresh=args.refresh)
+    if args.json:
+        print(json.dumps({"cpu": cpu_features().as_dict(),
+                          "choices": [c.as_dict() for c in choices]},  # type: ignore[attr-defined]
+                         indent=2))
+        return 0
+    print(_cpu_line())
+    _print_choices(choices)
+    return 0
+
+
+def _benchable_fp32(manifest: Path) -> list[str]:
+    from edge_models.bench import benchable
+    from edge_models.variants import resolve_family
+
+    # Models whose int8 variant the runtime may load (those a self-check exists for).
+    return [n for n in benchable(manifest=manifest)
+            if get_task(n, manifest) in ("image-classification", "ocr-detection")
+            and resolve_family(n, manifest=manifest)[1] is not None]
+
+
+def get_task(name: str, manifest: Path) -> str:
+    return load_registry(manifest)[name].task
+
+
+def _cmd_cpu(args: argparse.Namespace) -> int:
+    from edge_models.cpu import cpu_features
+
+    if args.json:
+        print(json.dumps(cpu_features().as_dict(), indent=2))
+    else:
+        print(_cpu_line())
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_models.bench import bench, format_table
+    from edge_models.cpu import cpu_features
 
     providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
     results = bench(args.names, providers=providers, intra_op_threads=args.threads,
                     runs=args.runs, manifest=args.manifest)
+    print(_cpu_line())
     print(format_table(results))
     for r in results:
         if r.agreement_confident is not None:
             print(f"{r.model}: top-1 agreement {r.agreement_confident:.0%} on the "
                   f"{r.confident_frames} frames where fp32 is at least 25% sure")
+    checkable = set(_benchable_fp32(args.manifest))
+    choices = _choices([r.model for r in results if r.model in checkable], mode="auto",
+                       providers=providers, threads=args.threads, manifest=args.manifest)
+    _print_choices(choices)
     report = {
+        "cpu": cpu_features().as_dict(),
+        "choices": [c.as_dict() for c in choices],  # type: ignore[attr-defined]
         "available_providers": available_providers(),
         "intra_op_threads": args.threads,
         "runs": args.runs,
@@ -244,6 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="passes over the inputs (default 3)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("selfcheck", help="which variant (int8 or fp32) each model uses on "
+                                         "this CPU, and why")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="model families (default: every one with an int8 variant)")
+    p.add_argument("--mode", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--refresh", action="store_true", help="forget cached decisions first")
+    p.add_argument("--providers", default="", metavar="LIST")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--write-frames", action="store_true",
+                   help="rebuild the bundled self-check frames from the sample photos (dev)")
+    p.set_defaults(func=_cmd_selfcheck)
+
+    p = sub.add_parser("cpu", help="the CPU's features as the int8 kernels see them")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_cpu)
     return parser
 
 

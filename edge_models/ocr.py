@@ -275,7 +275,10 @@ def ctc_greedy(probs: np.ndarray, characters: tuple[str, ...]) -> list[tuple[str
 class TextReader:
     """Reads text in a BGR image: lines of (text, score, (x0, y0, x1, y1)), in reading order.
 
-    ``int8=True`` uses the int8 static QDQ variant where it pays: the detector
+    ``int8`` is ``False``/``"never"`` (fp32, the default), ``True``/``"always"`` (the
+    int8 detector, unchecked) or ``"auto"`` (the int8 detector only where the self-check
+    of ``edge_models.variants`` finds it agrees with fp32 and is faster on this CPU;
+    ``choices["det"]`` says why). int8 is offered where it pays: the detector
     (``ppocr_det_int8``: 0.7x the time, the same boxes on rendered signs), which is
     half of the work. The recognizer and orientation model stay fp32: their int8
     variants (registered, so ``glasses-models bench`` compares them) changed 13-19%
@@ -288,12 +291,19 @@ class TextReader:
         *,
         providers: tuple[str, ...] = (),
         intra_op_threads: int = 2,
-        int8: bool = False,
+        int8: bool | str = False,
         det_options: DetOptions = DetOptions(),
     ) -> None:
+        from edge_models.variants import Choice, choose_variant
+
+        mode = int8 if isinstance(int8, str) else ("always" if int8 else "never")
         self.models = {part: f"ppocr_{part}" for part in ("det", "cls", "rec")}
-        if int8:
-            self.models.update({part: f"ppocr_{part}_int8" for part in INT8_PARTS})
+        self.choices: dict[str, Choice] = {}
+        for part in INT8_PARTS:
+            choice = choose_variant(f"ppocr_{part}", mode=mode, providers=providers,
+                                    intra_op_threads=intra_op_threads)
+            self.choices[part] = choice
+            self.models[part] = choice.name
         self.sessions: dict[str, Any] = {}
         for part, name in self.models.items():
             path = check(get_spec(name))

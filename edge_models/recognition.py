@@ -68,17 +68,26 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class Classifier:
     """What the camera shows, as ImageNet labels with softmax probabilities.
 
-    ``model`` is a registry name (``efficientnet_lite0_int8``, the default, or
-    ``efficientnet_lite0_fp32``). ``provider`` is the execution provider in use.
+    ``model`` is a family (``efficientnet_lite0``, the default: the int8 variant where
+    it agrees with fp32 on this CPU, see ``edge_models.variants``; ``int8`` is the
+    mode, ``auto``, ``always`` or ``never``) or a registry name that pins a variant
+    (``efficientnet_lite0_int8``, ``efficientnet_lite0_fp32``). ``choice`` says which
+    variant runs and why; ``provider`` is the execution provider in use.
     """
 
     def __init__(
         self,
         *,
-        model: str = "efficientnet_lite0_int8",
+        model: str = "efficientnet_lite0",
         providers: tuple[str, ...] = (),
         intra_op_threads: int = 2,
+        int8: str = "auto",
     ) -> None:
+        from edge_models.variants import choose_variant
+
+        self.choice = choose_variant(model, mode=int8, providers=providers,
+                                     intra_op_threads=intra_op_threads)
+        model = self.choice.name
         spec = get_spec(model)
         if spec.task != "image-classification":
             raise ModelFileError(

@@ -60,6 +60,9 @@ class ModelsConfig:
     providers: tuple[str, ...] = ()
     intra_op_threads: int = 2
     inter_op_threads: int = 1
+    # int8 variants: "auto" (used only where a self-check at load finds that they agree
+    # with fp32 on this CPU and are faster; cached), "always" or "never".
+    int8: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,10 +154,12 @@ class CameraConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PerceptionConfig:
-    recognition_model: str = "efficientnet_lite0_int8"
+    # A model family (the int8 or fp32 variant chosen by [models] int8), or a registry
+    # name that pins one variant ("efficientnet_lite0_int8", "efficientnet_lite0_fp32").
+    recognition_model: str = "efficientnet_lite0"
     center_crop_fraction: float = 0.5
     ocr: bool = True
-    # The int8 PP-OCR text detector (recogniser stays fp32): about 0.8x the OCR time.
+    # The int8 PP-OCR text detector (recogniser stays fp32), as [models] int8 allows.
     ocr_int8: bool = False
     # "haar" (default: clear BSD-style license) or "mtcnn" (opt-in: license unclear).
     faces: str = "haar"

@@ -20,8 +20,14 @@ def _toml_value(value: Any) -> str:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    data = masked_dict(config)
+    from glasses_agent.commands.model_variants import cpu_line, model_lines, variant_report
+
+    data: dict[str, Any] = dict(masked_dict(config))
+    # The CPU and each model's variant as last decided here: read from the cache, no
+    # self-check is run by this command (`glasses-agent devices` runs it).
+    runtime = variant_report(config, run_check=False)
     if args.json:
+        data["runtime"] = {**runtime, "note": "model variants as cached; no check was run"}
         print(json.dumps(data, indent=2))
         return 0
     for section, values in data.items():
@@ -29,6 +35,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for key, value in values.items():
             print(f"{key} = {_toml_value(value)}")
         print()
+    print(f"# CPU: {cpu_line(runtime)}")
+    print("# Model variants (cached decisions; this command runs no self-check):")
+    for line in model_lines(runtime):
+        print(f"#   {line}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``glasses-agent devices``: audio inputs and outputs, and cameras."""
+"""``glasses-agent devices``: audio inputs and outputs, cameras, the CPU and model variants."""
 
 from __future__ import annotations
 
@@ -51,10 +51,16 @@ def list_cameras(max_index: int = 8) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from glasses_agent.commands.model_variants import cpu_line, model_lines, variant_report
+
     audio, audio_note = list_audio_devices()
     cameras = list_cameras()
+    # The CPU, and the variant each configured model uses on it (the self-check runs here
+    # if it has not yet on this machine).
+    compute = variant_report(config, run_check=True)
     if args.json:
-        print(json.dumps({"audio": audio, "audio_note": audio_note, "cameras": cameras}))
+        print(json.dumps({"audio": audio, "audio_note": audio_note, "cameras": cameras,
+                          "cpu": compute["cpu"], "models": compute["models"]}))
         return 0
     print("Audio devices:")
     for d in audio:
@@ -67,6 +73,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"  {c['index']:>2}  {c['width']}x{c['height']}")
     if not cameras:
         print("  no camera found (use a video file, an image or a folder as the camera source)")
+    print(f"CPU: {cpu_line(compute)}")
+    print("Models:")
+    for line in model_lines(compute):
+        print(f"  {line}")
     return 0
 
 

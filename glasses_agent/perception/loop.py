@@ -85,9 +85,9 @@ class Perceiver:
         p, m = config.perception, config.models
         return cls(
             classifier=Classifier(model=p.recognition_model, providers=m.providers,
-                                  intra_op_threads=m.intra_op_threads),
+                                  intra_op_threads=m.intra_op_threads, int8=m.int8),
             text_reader=(TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads,
-                                    int8=p.ocr_int8) if p.ocr else None),
+                                    int8=m.int8 if p.ocr_int8 else "never") if p.ocr else None),
             face_detector=FaceDetector(kind=p.faces, providers=m.providers,
                                        intra_op_threads=m.intra_op_threads),
             barcode_scanner=BarcodeScanner() if p.barcodes else None,
