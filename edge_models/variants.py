@@ -60,6 +60,8 @@ MIN_SIMILARITY = 0.98
 MIN_BOX_AGREEMENT = 0.9
 MAX_SPEED_RATIO = 0.67
 SELFCHECK_OCR_SIDE_PX = 320
+# Photos whose license is plain (CC0 or public domain: see edge_models/data/PROVENANCE.md).
+SELFCHECK_PHOTOS = ("coffee", "chelsea", "camera", "rocket", "grace_hopper", "astronaut")
 SELFCHECK_DIR = Path(__file__).with_name("data") / "selfcheck"
 CACHE_FILE = "variants.json"
 CACHE_VERSION = 1
@@ -151,13 +153,13 @@ def selfcheck_frames(task: str) -> list[np.ndarray]:
 def write_selfcheck_frames(folder: Path = SELFCHECK_DIR) -> list[Path]:
     """Rebuild the bundled frames from the sample photos (dev extra) and rendered signs.
 
-    Recognition: the photos and seeded crops of them on which fp32 EfficientNet-Lite0 is
-    at least 30% sure of its top class (the self-check is about the kernels, not the
+    Recognition: ``SELFCHECK_PHOTOS`` and seeded crops of them on which fp32
+    EfficientNet-Lite0 is at least 30% sure of its top class (the self-check is about the kernels, not the
     long tail), 256 px on the shorter side. OCR: one rendered sign over a photo.
     """
     import cv2
 
-    from edge_models.photos import OBJECT_PHOTOS, photo
+    from edge_models.photos import photo
     from edge_models.recognition import Classifier
     from edge_models.signs import sign_set
 
@@ -167,18 +169,18 @@ def write_selfcheck_frames(folder: Path = SELFCHECK_DIR) -> list[Path]:
     classifier = Classifier(model="efficientnet_lite0_fp32")
     rng = np.random.default_rng(4242)
     written: list[Path] = []
-    for name in OBJECT_PHOTOS:
+    for name in SELFCHECK_PHOTOS:
         image = photo(name)
         h, w = image.shape[:2]
         views = [image]
-        for _ in range(2):
+        for _ in range(3):
             s = rng.uniform(0.55, 0.9)
             ch, cw = int(h * s), int(w * s)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             views.append(np.ascontiguousarray(image[y:y + ch, x:x + cw]))
         kept = 0
         for view in views:
-            if classifier.classify(view, 1)[0][1] < 0.3 or len(written) >= 12 or kept >= 2:
+            if classifier.classify(view, 1)[0][1] < 0.3 or len(written) >= 12 or kept >= 3:
                 continue
             kept += 1
             scale = 256 / min(view.shape[:2])
