@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,28 +53,50 @@ class GatewayProcess:
         env["GLASSES_AGENT_CONFIG"] = os.devnull
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)
+        # A thread reads the output line by line (a select() on the buffered pipe missed
+        # lines that arrived together), so the pipe never fills and blocks the gateway.
+        lines: queue.Queue[str | None] = queue.Queue()
+        self._lines = lines
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
         deadline = time.monotonic() + timeout_s
-        assert self.proc.stdout is not None
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                line = self.proc.stdout.readline()
-                if not line and self.proc.poll() is not None:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None and lines.empty():
                     break
-                self.output.append(line)
-                match = _LISTENING.search(line)
-                if match:
-                    self.port = int(match.group(2))
-                    return
-            elif self.proc.poll() is not None:
+                continue
+            if line is None:
                 break
+            self.output.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.port = int(match.group(2))
+                return
         self.kill()
         raise RuntimeError("gateway did not start:\n" + "".join(self.output))
 
     def read_rest(self, timeout_s: float = 10.0) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        out, _ = self.proc.communicate(timeout=timeout_s)
-        self.output.append(out)
+        """Wait for the gateway to exit; everything it printed."""
+        assert self.proc is not None
+        self.proc.wait(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.output.append(line)
         return "".join(self.output)
 
     def rss_mb(self) -> float:
@@ -89,8 +112,6 @@ class GatewayProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
 
     def terminate(self) -> None:
         assert self.proc is not None
