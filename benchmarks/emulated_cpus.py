@@ -117,13 +117,39 @@ def worker(args: argparse.Namespace) -> int:
         from edge_models.variants import choose_variant
 
         with tempfile.TemporaryDirectory() as cache:
+            from edge_models.registry import MANIFEST
+
+            manifest = _manifest_for(Path(args.selfcheck_int8), Path(cache)) \
+                if args.selfcheck_int8 else MANIFEST
             start = time.perf_counter()
             choice = choose_variant("efficientnet_lite0", cache_dir=Path(cache),
-                                    intra_op_threads=1)
+                                    intra_op_threads=1, manifest=manifest)
             out["selfcheck"] = {**choice.as_dict(),
                                 "emulated_seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(out))
     return 0
+
+
+def _manifest_for(int8: Path, folder: Path) -> Path:
+    """The shipped registry with efficientnet_lite0_int8 pointing at another int8 file."""
+    from edge_models.registry import MANIFEST
+    from edge_models.sessions import sha256_file
+
+    out, inside = [], False
+    for line in MANIFEST.read_text().splitlines():
+        if line.startswith("[models."):
+            inside = line == "[models.efficientnet_lite0_int8]"
+        key = line.split("=", 1)[0].strip()
+        if inside and key == "resource":
+            line = f'resource = "file:{int8.resolve()}"'
+        elif inside and key == "sha256":
+            line = f'sha256 = "{sha256_file(int8)}"'
+        elif inside and key == "size_bytes":
+            line = f"size_bytes = {int8.stat().st_size}"
+        out.append(line)
+    path = folder / "manifest.toml"
+    path.write_text("\n".join(out) + "\n")
+    return path
 
 
 def _inputs(path: Path) -> None:
@@ -141,6 +167,8 @@ def _command(cpu: str, args: argparse.Namespace, inputs: Path) -> list[str] | No
               "--models", *args.models, "--fp32-frames", str(args.fp32_frames)]
     if args.selfcheck:
         script.append("--selfcheck")
+    if args.selfcheck_int8:
+        script += ["--selfcheck-int8", str(Path(args.selfcheck_int8).resolve())]
     if binary == "qemu-aarch64":
         if not args.arm64_root or shutil.which("unshare") is None:
             return None
@@ -167,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run fp32 on this many frames inside the emulator (slow)")
     parser.add_argument("--selfcheck", action="store_true",
                         help="run the runtime self-check inside the emulator too")
+    parser.add_argument("--selfcheck-int8", default="", metavar="PATH",
+                        help="run the self-check against this int8 file instead of the shipped one")
     parser.add_argument("--arm64-root", default="", help="an arm64 root with usr/bin/python3.11")
     parser.add_argument("--arm64-site", default="",
                         help="arm64 site-packages with numpy and onnxruntime")

@@ -9,7 +9,7 @@ onnxruntime and these execution providers, and takes int8 only when
 - it agrees with fp32: the same top-1 class on at least ``MIN_TOP1`` of the
   frames and a mean cosine similarity of the logits of at least
   ``MIN_SIMILARITY`` (recognition); the same text boxes (OCR detection); and
-- it is faster: at most ``MAX_SPEED_RATIO`` of fp32's median time.
+- it is clearly faster: at most ``MAX_SPEED_RATIO`` of fp32's median time.
 
 Otherwise fp32, with the reason. The decision is cached in the user cache
 folder (``edge_models.cache``), keyed by both files' sha256, the onnxruntime
@@ -58,14 +58,17 @@ INT8_MODES = ("auto", "always", "never")
 MIN_TOP1 = 0.9
 MIN_SIMILARITY = 0.98
 MIN_BOX_AGREEMENT = 0.9
-MAX_SPEED_RATIO = 0.67
+# "Faster" at load time: clearly so, with room for a busy CPU's noise (the benchmark's goal
+# for the shipped recipe is 0.67x; measured 0.47-0.53x on 2 cores).
+MAX_SPEED_RATIO = 0.8
 SELFCHECK_OCR_SIDE_PX = 320
 # Photos whose license is plain (CC0 or public domain: see edge_models/data/PROVENANCE.md).
 SELFCHECK_PHOTOS = ("coffee", "chelsea", "camera", "rocket", "grace_hopper", "astronaut")
 SELFCHECK_DIR = Path(__file__).with_name("data") / "selfcheck"
 CACHE_FILE = "variants.json"
 CACHE_VERSION = 1
-_TIMING_PASSES = 3
+_TIMING_PASSES = 2
+_WARMUP_RUNS = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +157,7 @@ def write_selfcheck_frames(folder: Path = SELFCHECK_DIR) -> list[Path]:
     """Rebuild the bundled frames from the sample photos (dev extra) and rendered signs.
 
     Recognition: ``SELFCHECK_PHOTOS`` and seeded crops of them on which fp32
-    EfficientNet-Lite0 is at least 30% sure of its top class (the self-check is about the kernels, not the
+    EfficientNet-Lite0 is at least 50% sure of its top class (the self-check is about the kernels, not the
     long tail), 256 px on the shorter side. OCR: one rendered sign over a photo.
     """
     import cv2
@@ -173,14 +176,14 @@ def write_selfcheck_frames(folder: Path = SELFCHECK_DIR) -> list[Path]:
         image = photo(name)
         h, w = image.shape[:2]
         views = [image]
-        for _ in range(3):
+        for _ in range(6):
             s = rng.uniform(0.55, 0.9)
             ch, cw = int(h * s), int(w * s)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             views.append(np.ascontiguousarray(image[y:y + ch, x:x + cw]))
         kept = 0
         for view in views:
-            if classifier.classify(view, 1)[0][1] < 0.3 or len(written) >= 12 or kept >= 3:
+            if classifier.classify(view, 1)[0][1] < 0.5 or len(written) >= 12 or kept >= 4:
                 continue
             kept += 1
             scale = 256 / min(view.shape[:2])
@@ -235,8 +238,9 @@ def run_check(fp32: ModelSpec, int8: ModelSpec, *, providers: Sequence[str] = ()
     outputs: list[list[np.ndarray]] = [[], []]
     times: list[list[float]] = [[], []]
     for i, s in enumerate(sessions):  # warm-up: first runs allocate and pack weights
-        s.run(None, {feeds[i]: frames[0]})
-    for run in range(_TIMING_PASSES if fp32.task == "image-classification" else 2):
+        for _ in range(_WARMUP_RUNS):
+            s.run(None, {feeds[i]: frames[0]})
+    for run in range(_TIMING_PASSES):
         for x in frames:
             for i, s in enumerate(sessions):
                 t = time.perf_counter()

@@ -225,11 +225,12 @@ def write_video(path: Path, frames: Sequence[UInt8Array], fps: float = 30.0) -> 
 # -- models (loaded once per test process) ---------------------------------------------------
 @functools.cache
 def perceiver() -> Perceiver:
-    """The perceiver the default configuration builds: every model, as shipped."""
-    from glasses_agent.config import Config
+    """The perceiver the default configuration builds: every model, as shipped, in fp32
+    (labels are asserted exactly; int8 agreement is tested in test_recognition/test_variants)."""
+    from glasses_agent.config import Config, ModelsConfig
     from glasses_agent.perception.loop import Perceiver
 
-    return Perceiver.from_config(Config())
+    return Perceiver.from_config(Config(models=ModelsConfig(int8="never")))
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,11 @@ from perception_helpers import (
 
 
 def _look(*args: str) -> subprocess.CompletedProcess[str]:
+    # fp32, so that labels can be asserted exactly on any CPU (int8 kernels differ by CPU).
     return subprocess.run(
         [sys.executable, "-m", "glasses_agent.cli", "look", *args],
         capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GLASSES_AGENT_MODELS__INT8": "never"},
     )
 
 

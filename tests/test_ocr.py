@@ -86,11 +86,17 @@ def test_upside_down_sign_is_turned(reader: TextReader) -> None:
     assert {t for t, _, _ in reader.read(turned)} == {"EXIT", "Gate B12"}
 
 
-def test_int8_detector_reads_the_same(reader: TextReader) -> None:
-    int8 = TextReader(int8=True)
-    assert int8.models["det"] == "ppocr_det_int8"
+def test_int8_detector_reads_the_same_where_it_is_used(reader: TextReader) -> None:
+    assert TextReader(int8=True).models["det"] == "ppocr_det_int8"  # "always": unchecked
+    assert reader.models["det"] == "ppocr_det" and reader.choices["det"].variant == "fp32"
+    auto = TextReader(int8="auto")  # the self-check decides on this CPU
+    choice = auto.choices["det"]
+    assert auto.models["det"] == choice.name
+    if choice.variant == "fp32":
+        assert "disagrees" in choice.reason or "not faster" in choice.reason
+        return
     for sign in sign_set(4, seed=20):
-        assert [t for t, _, _ in int8.read(sign.image_bgr)] == \
+        assert [t for t, _, _ in auto.read(sign.image_bgr)] == \
             [t for t, _, _ in reader.read(sign.image_bgr)]
 
 
