@@ -82,7 +82,7 @@ def _with_pause(first: str, rest: str, pause_s: float, voice: str = "en-us") -> 
     return np.concatenate([whole[: a * frame], silence, whole[b * frame:]])
 
 
-LAST_CHECKS: list[object] = []
+LAST_CHECKS: list[object] = []  # the last listener's TurnStage, for what it decided
 
 
 def _listen(asr: WhisperAsr, audio: np.ndarray, tmp_path: Path, *, config: Config = DEFAULT,
@@ -249,6 +249,9 @@ def test_smart_turn_never_runs_on_silence_nor_on_bystanders(asr: WhisperAsr,
                         _trimmed("okay, let's go to the station"), 1.2])
     frames = _listen(asr, audio, tmp_path)
     assert _transcripts(frames) == []
+    bystanders = LAST_CHECKS[0]
+    assert isinstance(bystanders, TurnStage) and bystanders.turn is not None
+    assert bystanders.turn.calls == 0 and bystanders.speculations == 0
 
 
 def test_the_engine_off_ends_turns_on_silence_only(asr: WhisperAsr, tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ One turn, in audio time, silence counted from the end of the speech so far::
                check_silence_s (0.2 s): an "open" one goes to Smart Turn: complete -> ends
                incomplete_silence_s (0.35 s): an "open" one Smart Turn held back ends
                max_silence_s (1.0 s): the VAD closes the utterance: any turn ends
-                   ("incomplete" and "empty" ones wait for this)
+                   ("incomplete" and "empty" ones wait for this; a turn that began
+                   with the wake phrase and has nothing after it yet is "empty")
     speech resumes first: SpeechResumed -> the speculative text is dropped, the turn goes on
 
 A turn ends with its transcript: the one made at the pause when nothing was said
@@ -67,7 +68,7 @@ from glasses_agent.frames import (
 )
 from glasses_agent.speech.asr import WhisperAsr
 from glasses_agent.speech.text import words_of
-from glasses_agent.speech.wake import phrase_as_written
+from glasses_agent.speech.wake import phrase_as_written, strip_wake_phrase
 
 __all__ = [
     "ENGINES",
@@ -249,6 +250,7 @@ class TurnStage:
                  timer: Callable[[], float] = time.perf_counter) -> None:
         check_turn_config(config)
         self.asr = asr
+        self.wake_phrase = wake_phrase
         self.prefix = f"{phrase_as_written(wake_phrase)}," if wake_phrase.strip() else None
         self.turn = turn
         self.config = config
@@ -322,9 +324,19 @@ class TurnStage:
                          samples=np.ascontiguousarray(samples),
                          sample_rate_hz=utterance.sample_rate_hz, trigger=utterance.trigger)
 
+    def _with_phrase(self) -> bool:
+        """Whether this turn began with the wake phrase (Whisper is given it)."""
+        return bool(self._phrase_heard and self._turn_from_s is None and self.prefix)
+
+    def _after_phrase(self, text: str) -> str:
+        """``text`` without the wake phrase, twice (Whisper may repeat the given phrase)."""
+        for _ in range(2):
+            text = strip_wake_phrase(text, self.wake_phrase)
+        return text
+
     def _transcribe(self, utterance: Utterance, speech_start_s: float,
                     speech_end_s: float) -> Transcript:
-        with_phrase = self._phrase_heard and self._turn_from_s is None and self.prefix
+        with_phrase = self._with_phrase()
         return self.asr.transcribe(
             self._turn_audio(utterance), speech_start_s=speech_start_s,
             speech_end_s=speech_end_s, timer=self.timer,
@@ -336,7 +348,9 @@ class TurnStage:
         start_s = pause.start_s if self._turn_from_s is None else self._turn_from_s
         transcript = self._transcribe(pause.utterance, start_s, pause.timestamp_s)
         verdict = text_verdict(transcript.text)
-        if verdict == "question" and transcript.words and (
+        if self._with_phrase() and not words_of(self._after_phrase(transcript.text)):
+            verdict = "empty"  # the wake phrase and nothing else yet ("Hey glasses, hey glasses")
+        elif verdict == "question" and transcript.words and (
                 transcript.words[-1].probability < QUESTION_MIN_WORD_PROBABILITY):
             verdict = "incomplete"  # Whisper is unsure of the word that would end it
         self.last_verdict = verdict
