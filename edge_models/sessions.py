@@ -78,12 +78,14 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
 
 
 def tensorrt_cache_dir() -> Path:
-    """Where TensorRT keeps built engines: ``$GLASSES_AGENT_TRT_CACHE`` or the user cache."""
+    """Where TensorRT keeps built engines: ``$GLASSES_AGENT_TRT_CACHE``, else ``tensorrt``
+    in the user cache folder (``edge_models.cache.default_cache_dir``)."""
+    from edge_models.cache import default_cache_dir
+
     configured = os.environ.get("GLASSES_AGENT_TRT_CACHE")
     if configured:
         return Path(configured).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "glasses-agent" / "tensorrt"
+    return default_cache_dir() / "tensorrt"
 
 
 def provider_options(providers: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:

@@ -157,8 +157,9 @@ def write_selfcheck_frames(folder: Path = SELFCHECK_DIR) -> list[Path]:
     """Rebuild the bundled frames from the sample photos (dev extra) and rendered signs.
 
     Recognition: ``SELFCHECK_PHOTOS`` and seeded crops of them on which fp32
-    EfficientNet-Lite0 is at least 50% sure of its top class (the self-check is about the kernels, not the
-    long tail), 256 px on the shorter side. OCR: one rendered sign over a photo.
+    EfficientNet-Lite0 is at least 50% sure of its top class (the self-check is about
+    the kernels, not the long tail), at most 4 views a photo, 256 px on the shorter
+    side. OCR: one rendered sign over a photo.
     """
     import cv2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -222,3 +223,32 @@ def test_bundled_frames_are_there() -> None:
     assert len(frames) >= 8 and all(f.shape == (1, 3, 224, 224) for f in frames)
     assert len(selfcheck_frames("ocr-detection")) >= 1
     shutil.disk_usage(variants.SELFCHECK_DIR)  # the folder exists
+
+
+def test_config_shows_the_cached_choice_and_devices_runs_the_check(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GLASSES_AGENT_CACHE": str(tmp_path)}
+
+    def agent(*args: str) -> dict[str, object]:
+        proc = subprocess.run([sys.executable, "-m", "glasses_agent.cli", *args, "--json"],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        data: dict[str, object] = json.loads(proc.stdout)
+        return data
+
+    before: Any = agent("config")["runtime"]
+    assert before["cpu"]["isa_class"] == cpu_features().isa_class
+    (model,) = before["models"]
+    assert model["family"] == "efficientnet_lite0" and model["name"] is None
+    assert "not checked yet" in model["reason"] and "no check was run" in before["note"]
+    assert not (tmp_path / CACHE_FILE).exists()
+    devices: Any = agent("devices")
+    (checked,) = devices["models"]
+    assert checked["name"] in {"efficientnet_lite0_int8", "efficientnet_lite0_fp32"}
+    assert checked["cached"] is False and devices["cpu"]["features"] == list(
+        cpu_features().features)
+    after: Any = agent("config")["runtime"]
+    assert after["models"][0]["name"] == checked["name"] and after["models"][0]["cached"]
