@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "glasses_agent.commands.demo",
     "glasses_agent.perception.cli",
     "glasses_agent.commands.memory_cmd",
+    "glasses_agent.commands.ask_cmd",
+    "glasses_agent.commands.run_cmd",
 )
 
 

@@ -22,11 +22,14 @@ Action = Literal["privacy_on", "privacy_off", "remember"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Keyframe:
-    """A candidate image for the cloud: JPEG bytes (bystander faces already blurred)."""
+    """A candidate image for the cloud: JPEG bytes (bystander faces already blurred), or
+    empty when the runtime makes the JPEG only for the candidate chosen (``index``: the
+    camera frame it stands for)."""
 
     timestamp_s: float
-    jpeg: bytes = field(repr=False)
+    jpeg: bytes = field(repr=False, default=b"")
     sharpness: float = 0.0
+    index: int = -1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

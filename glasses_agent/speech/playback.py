@@ -30,7 +30,7 @@ import numpy as np
 from glasses_agent.errors import BadInputError, DeviceUnavailableError
 from glasses_agent.frames import FloatArray
 
-__all__ = ["AudioSink", "SoundDeviceSink", "WavFileSink", "open_sink"]
+__all__ = ["AudioSink", "SilentSink", "SoundDeviceSink", "WavFileSink", "open_sink"]
 
 _HISTORY_S = 3.0  # how long played audio is kept for the echo canceller
 
@@ -114,20 +114,24 @@ class _History:
 
 
 class WavFileSink:
-    """A WAV file as the speaker (see the module docstring)."""
+    """A WAV file as the speaker (see the module docstring); ``path`` None: no file at all
+    (``SilentSink``), the audio still "plays" on the clock."""
 
-    def __init__(self, path: str | Path, sample_rate_hz: int, *, realtime: bool = True) -> None:
+    def __init__(self, path: str | Path | None, sample_rate_hz: int, *,
+                 realtime: bool = True) -> None:
         import soundfile
 
-        self.path = Path(path).expanduser()
-        if self.path.is_dir():
-            raise BadInputError(f"{self.path} is a folder: give a .wav file to write")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: Any = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate_hz,
-                                                  channels=1, subtype="PCM_16", format="WAV")
-        except (OSError, RuntimeError) as exc:
-            raise BadInputError(f"cannot write the audio file {self.path}: {exc}") from exc
+        self.path = Path(path).expanduser() if path is not None else None
+        self._file: Any = None
+        if self.path is not None:
+            if self.path.is_dir():
+                raise BadInputError(f"{self.path} is a folder: give a .wav file to write")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate_hz,
+                                                 channels=1, subtype="PCM_16", format="WAV")
+            except (OSError, RuntimeError) as exc:
+                raise BadInputError(f"cannot write the audio file {self.path}: {exc}") from exc
         self.sample_rate_hz = sample_rate_hz
         self.realtime = realtime
         self._segments: collections.deque[tuple[float, FloatArray]] = collections.deque()
@@ -151,7 +155,8 @@ class WavFileSink:
             self._write(samples)
 
     def _write(self, samples: FloatArray) -> None:
-        self._file.write(np.clip(samples, -1.0, 1.0))
+        if self._file is not None:
+            self._file.write(np.clip(samples, -1.0, 1.0))
         self._written += len(samples)
 
     def _advance(self, now_s: float) -> None:
@@ -193,10 +198,19 @@ class WavFileSink:
 
     def close(self, now_s: float) -> None:
         """Write what has been played by ``now_s`` (a realtime sink drops the rest)."""
+        self._advance(now_s)
         if self._file is not None:
-            self._advance(now_s)
             self._file.close()
             self._file = None
+
+
+class SilentSink(WavFileSink):
+    """No speaker at all (no sound card, or ``ask`` without ``--tts-out``): the audio
+    "plays" on the clock, so what was heard and a barge-in still mean something, and the
+    answer's text still reaches the HUD and the events."""
+
+    def __init__(self, sample_rate_hz: int, *, realtime: bool = True) -> None:
+        super().__init__(None, sample_rate_hz, realtime=realtime)
 
 
 class SoundDeviceSink:
@@ -313,8 +327,14 @@ def _output_device(sounddevice: Any, device: str) -> int | None:
 
 
 def open_sink(*, audio_out: str | None, device: str, sample_rate_hz: int,
-              realtime: bool = True) -> AudioSink:
-    """A WAV file when ``audio_out`` is given, else the sound card."""
+              realtime: bool = True, notice: Any = None) -> AudioSink:
+    """A WAV file when ``audio_out`` is given, else the sound card; no sound card is one
+    line through ``notice`` (the answers are still shown) and a ``SilentSink``."""
     if audio_out:
         return WavFileSink(audio_out, sample_rate_hz, realtime=realtime)
-    return SoundDeviceSink(device, sample_rate_hz)
+    try:
+        return SoundDeviceSink(device, sample_rate_hz)
+    except DeviceUnavailableError as exc:
+        if notice is not None:
+            notice(f"{exc}; the answers are shown, not spoken")
+        return SilentSink(sample_rate_hz, realtime=realtime)

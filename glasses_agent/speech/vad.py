@@ -10,7 +10,7 @@ silero_vad_v6.onnx``: faster-whisper is a declared dependency, while the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,9 @@ class VadStage:
         self._buffer = np.zeros(0, dtype=np.float32)
         self._buffer_start_s: float | None = None
         self.chunks_seen = 0
+        # Called with (chunk start, speech probability) for every 32 ms chunk: the runtime's
+        # barge-in watch, which cannot wait for the endpointer's min_speech_s.
+        self.on_probability: Callable[[float, float], None] | None = None
 
     @classmethod
     def from_config(cls, vad: VadConfig = DEFAULT_VAD, models: ModelsConfig = DEFAULT_MODELS,
@@ -126,6 +129,8 @@ class VadStage:
         self._buffer_start_s = start_s + VAD_CHUNK_SAMPLES / VAD_RATE_HZ
         self.chunks_seen += 1
         probability = self.vad(samples)
+        if self.on_probability is not None:
+            self.on_probability(start_s, probability)
         return self.endpointer.push(start_s, samples, probability, now_s)
 
     def flush(self, now_s: float) -> list[Frame]:

@@ -34,12 +34,13 @@ Engines (``[wake] engine``):
 
 With the always-on listener's pauses (``SpeechPaused``, ``SpeechResumed``), the gate
 passes on a pause of a segment meant for the assistant (its speculative transcript can
-start) and drops the others. A segment's first pause after 0.6 s and before
-``window_s`` of speech is where it is spotted (the segment so far, as if it ended
-there: usually "hey glasses," with the question still to come), so that the spotting
-is done while the wearer talks and a short question is known to be for us when its
-silence begins; still one spotting per segment (two when the first heard fewer words
-than the phrase has).
+start) and drops the others. With ``early_spots`` (the listener) a segment is spotted
+at its first pause after 0.6 s of speech (the segment so far, as if it ended there:
+usually "hey glasses," with the question still to come) or at its first chunk 30 dB
+under its loudest after ``min_window_s`` (the window cut there), whichever comes first
+before ``window_s``: the spotting is done while the wearer talks, and a short question
+is known to be for us when its silence begins. Still one spotting per segment (two
+when a pause's heard fewer words than the phrase has).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ SPOT_PREROLL_S = 0.25
 # A pause this far into a segment (or later, within the spotting window) is where the
 # segment is spotted: "hey glasses" takes 0.6-1.2 s.
 PAUSE_SPOT_MIN_S = 0.6
+# With early spots, a chunk this far below the segment's loudest after min_window_s of
+# speech is where the spotting window is cut (before window_s).
+QUIET_DB = 30.0
 # The phrase spotter's score is the geometric mean of the forced tokens' probabilities to
 # the power 1 / SCORE_ROOT: threshold 0.5 = mean token probability 0.5 ** 4 = 1/16.
 SCORE_ROOT = 4.0
@@ -367,8 +371,12 @@ class WakeGate:
         threshold: float = 0.5,
         follow_up_s: float = 5.0,
         refractory_s: float = 1.5,
+        early_spots: bool = False,
     ) -> None:
+        """``early_spots``: spot a segment at its first pause after 0.6 s or its first quiet
+        chunk after ``min_window_s`` (the always-on listener), not only at ``window_s``."""
         self.spotter = spotter
+        self.early_spots = early_spots
         self.phrase = phrase
         self.threshold = threshold
         self.follow_up_s = follow_up_s
@@ -385,6 +393,12 @@ class WakeGate:
         self.last_score = 0.0
         self.last_heard = ""
         self.detections = 0
+
+    def arm(self, until_s: float) -> None:
+        """Take the next utterance that starts by ``until_s`` as meant for us, no wake phrase
+        needed (the runtime arms it while the assistant speaks and just after: a reply, or
+        a barge-in, is a follow-up)."""
+        self._armed_until_s = max(self._armed_until_s or until_s, until_s)
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
         if isinstance(frame, AudioChunk):
@@ -422,15 +436,24 @@ class WakeGate:
                 return self._wake(score, now_s)
             return []
         if (isinstance(self.spotter, PhraseSpotter) and self._segment_start_s is not None
-                and not self._spotted
-                and end_s >= self._segment_start_s + self.spotter.window_s):
-            return self._spot(self._segment_start_s + self.spotter.window_s, now_s,
-                              segment_over=False)
+                and not self._spotted):
+            start_s = self._segment_start_s
+            if end_s >= start_s + self.spotter.window_s:
+                return self._spot(start_s + self.spotter.window_s, now_s, segment_over=False)
+            if self.early_spots and end_s > start_s + self.spotter.min_window_s:
+                # A quiet 32 ms after min_window_s: the window can be cut there already (a
+                # gap between words, often the one after "hey glasses,"), so the spotting
+                # is done while the wearer still talks, not at the end of a short question.
+                levels = [float(np.mean(np.square(c.samples, dtype=np.float64)))
+                          for c in self._recent if c.timestamp_s >= start_s - 0.1]
+                if levels[-1] <= max(levels) * 10 ** (-QUIET_DB / 10):
+                    return self._spot(end_s, now_s, segment_over=False)
         return []
 
     def _on_pause(self, pause: SpeechPaused, now_s: float) -> list[Frame]:
         out: list[Frame] = []
-        if (isinstance(self.spotter, PhraseSpotter) and not self._spotted and not self._woken
+        if (isinstance(self.spotter, PhraseSpotter) and self.early_spots
+                and not self._spotted and not self._woken
                 and self._segment_start_s is not None
                 and PAUSE_SPOT_MIN_S <= pause.timestamp_s - self._segment_start_s
                 < self.spotter.window_s):
@@ -514,6 +537,7 @@ def make_wake_gate(
     asr: Any = None,
     models: ModelsConfig = DEFAULT_MODELS,
     notice: Callable[[str], None] | None = None,
+    early_spots: bool = False,
 ) -> WakeGate:
     """The gate for ``[wake]``: ``asr`` (a loaded ``WhisperAsr``) is needed for "phrase"."""
     engine = config.engine.strip().lower()
@@ -521,7 +545,7 @@ def make_wake_gate(
         if asr is None:
             raise ValueError("the phrase engine needs the loaded speech model (asr=...)")
         return WakeGate(PhraseSpotter(asr, config.phrase), phrase=config.phrase,
-                        threshold=config.threshold)
+                        threshold=config.threshold, early_spots=early_spots)
     if engine == "openwakeword":
         (notice or _print_notice)(OPENWAKEWORD_LICENSE_NOTICE)
         return WakeGate(OpenWakeWordSpotter(config.phrase, models=models), phrase=config.phrase,

@@ -1,0 +1,131 @@
+"""Build the edge runtime from the configuration and a few choices (the CLI's flags).
+
+``build_runtime`` checks the inputs first (a missing file, an image that is not
+an image, a camera or microphone that is not there: one line, before any model
+loads), then loads the models once and joins the parts into a ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from glasses_agent.clock import Clock, MonotonicClock
+from glasses_agent.config import Config
+from glasses_agent.edge.events import RuntimeEvent
+from glasses_agent.edge.runtime import Runtime, RuntimeOptions
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import AudioChunk
+
+__all__ = ["CloudTarget", "Inputs", "build_runtime", "open_mic"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudTarget:
+    """The gateway to ask: its URL and this device's token."""
+
+    url: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inputs:
+    """Where the glasses' senses come from. ``camera``/``mic``: a device (a webcam index; a
+    microphone's index or part of its name; "" for the configured one) or a file (a video,
+    an image or a folder of images; a WAV, FLAC, ... file). ``camera`` None: no camera."""
+
+    camera: str | None
+    mic: str
+    audio_out: str | None = None
+    fast: bool = False
+    # No speaker at all when there is no ``audio_out`` (``ask``): the answer is text only.
+    silent: bool = False
+
+
+def open_mic(spec: str, config: Config, *, clock: Clock) -> tuple[Iterable[AudioChunk], bool]:
+    """(chunks, live): a file when ``spec`` names one, else a microphone (opened now, so a
+    missing one is an error here)."""
+    from glasses_agent.sources.audio import FileAudioSource, MicrophoneSource
+
+    path = Path(spec).expanduser() if spec else None
+    if path is not None and (path.exists() or path.suffix or "/" in spec):
+        return FileAudioSource(path), False
+    mic = MicrophoneSource(spec or config.audio.input_device, clock=clock).open()
+    return mic, True
+
+
+def _check_camera(source: str) -> None:
+    """A file source is read once here, so a missing or broken one is one line now."""
+    from glasses_agent.sources.camera import open_camera
+
+    reader = open_camera(source)
+    try:
+        if reader.read() is None:
+            raise BadInputError(f"the camera source {source} gives no image")
+    finally:
+        reader.close()
+
+
+def build_runtime(
+    config: Config,
+    inputs: Inputs,
+    *,
+    cloud: CloudTarget | None,
+    options: RuntimeOptions | None = None,
+    on_event: Callable[[RuntimeEvent], None] | None = None,
+    clock: Clock | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> Runtime:
+    """The runtime for ``inputs``; ``cloud`` None: offline (answers on the device only)."""
+    from edge_models.faces import FaceDetector
+    from glasses_agent.edge.client import EdgeClient
+    from glasses_agent.edge.memory import open_memory
+    from glasses_agent.edge.seeing import Eyes
+    from glasses_agent.perception.loop import Perceiver
+    from glasses_agent.perception.privacy import FaceRedactor
+    from glasses_agent.sources.camera import CameraCapture, PrivacySwitch
+    from glasses_agent.speech.asr import WhisperAsr
+    from glasses_agent.speech.pipeline import build_listener
+    from glasses_agent.speech.playback import AudioSink, SilentSink, open_sink
+    from glasses_agent.speech.speaker import Speaker
+    from glasses_agent.speech.tts import make_tts
+
+    say = notice or (lambda text: print(text, file=sys.stderr))
+    clock = clock or MonotonicClock()
+    if inputs.camera is not None:
+        _check_camera(inputs.camera)
+    mic, live = open_mic(inputs.mic, config, clock=clock)
+    options = dataclasses.replace(options or RuntimeOptions(), fast=inputs.fast and not live,
+                                  live_mic=live)
+    tts = make_tts(config.tts, notice=say)
+    if inputs.silent and not inputs.audio_out:
+        sink: AudioSink = SilentSink(tts.sample_rate_hz, realtime=not options.fast)
+    else:
+        sink = open_sink(audio_out=inputs.audio_out, device=config.audio.output_device,
+                         sample_rate_hz=tts.sample_rate_hz, realtime=not options.fast,
+                         notice=say)
+    asr = WhisperAsr(config.asr)
+    listener = build_listener(config, asr=asr, notice=say)
+    eyes = None
+    models = {"speech": f"Whisper {config.asr.model}"}
+    if inputs.camera is not None:
+        privacy = PrivacySwitch(config.perception.privacy)
+        camera = dataclasses.replace(config.camera, source=inputs.camera)
+        capture = CameraCapture.from_config(camera, clock=clock, privacy=privacy)
+        perceiver = Perceiver.from_config(config, privacy=privacy)
+        detector = perceiver.face_detector if isinstance(perceiver.face_detector,
+                                                         FaceDetector) else None
+        redactor = FaceRedactor.from_config(config, privacy=privacy, detector=detector)
+        eyes = Eyes(capture, perceiver, redactor, clock=clock)
+        models["vision"] = config.perception.recognition_model
+    client = None
+    if cloud is not None:
+        cloud_config = dataclasses.replace(config.cloud, url=cloud.url)
+        client = EdgeClient(cloud_config, token=cloud.token, clock=clock)
+    memory = open_memory(config.memory)
+    return Runtime(config, mic=mic, listener=listener, speaker=Speaker(tts, sink), clock=clock,
+                   eyes=eyes, client=client, memory=memory, options=options, on_event=on_event,
+                   models=models)

@@ -1,0 +1,234 @@
+"""The runtime's ears: a thread that turns microphone audio into turns and barge-ins.
+
+``HearingThread`` reads a source (a microphone, or a file paced as a microphone
+would deliver it, or a file as fast as it reads with ``fast``), takes the
+assistant's own voice out of it (``EchoStage``: the speaker's output is the
+reference), and pushes it through the always-on listener (VAD and endpointing,
+wake phrase or temple tap, end of turn and Whisper). What comes out goes to the
+runtime's event loop through ``on_frame``.
+
+While the assistant speaks, it also watches the VAD's per-chunk speech
+probability: ``barge_in_min_speech_s`` of speech (two 32 ms chunks by default,
+so that a cough or a click does not kill the answer) is a barge-in, reported at
+once through ``on_barge_in`` with the speech's true start, without waiting for
+the endpointer, and the wake gate is armed so that what the wearer says is
+taken as the next question.
+
+Time inside the listener is the audio's own (each chunk's end), so a file gives
+the same turns however fast it is read; ``to_wall_s`` maps it to the runtime
+clock.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from glasses_agent.clock import Clock
+from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
+from glasses_agent.speech.echo import EchoCanceller
+from glasses_agent.speech.pipeline import flush_pipeline
+from glasses_agent.speech.playback import AudioSink
+from glasses_agent.speech.vad import VadStage
+from glasses_agent.speech.wake import WakeGate
+from glasses_agent.stages import Pipeline
+
+__all__ = ["EchoStage", "HearingThread", "paced"]
+
+class EchoStage:
+    """AudioChunk -> the same audio with the speaker's echo taken out (``EchoCanceller``).
+
+    ``reference(start_s, samples)``: what the speaker played over that span (16 kHz).
+    Chunks pass through untouched while nothing has been played lately; output
+    chunks are whole 256-sample blocks, stamped with their own start.
+    """
+
+    def __init__(self, reference: Callable[[float, int], np.ndarray],
+                 canceller: EchoCanceller | None = None) -> None:
+        self.reference = reference
+        self.canceller = canceller or EchoCanceller()
+        self._start_s: float | None = None  # the start of the samples the canceller holds
+
+    def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
+        if not isinstance(frame, AudioChunk):
+            return [frame]
+        if self._start_s is None:
+            self._start_s = frame.timestamp_s
+        ref = self.reference(frame.timestamp_s, len(frame.samples))
+        cleaned = self.canceller.process(frame.samples, ref)
+        if not len(cleaned):
+            return []
+        chunk = AudioChunk(timestamp_s=self._start_s, samples=cleaned,
+                           sample_rate_hz=frame.sample_rate_hz)
+        self._start_s += len(cleaned) / frame.sample_rate_hz
+        return [chunk]
+
+
+def paced(chunks: Iterable[AudioChunk], clock: Clock, stop: threading.Event
+          ) -> Iterator[AudioChunk]:
+    """Each chunk when a live microphone would deliver it: at its end time, counted from
+    the first one on ``clock``."""
+    start_wall: float | None = None
+    first_s = 0.0
+    for chunk in chunks:
+        if start_wall is None:
+            start_wall, first_s = clock.now_s(), chunk.timestamp_s
+        due = start_wall + (chunk.timestamp_s + chunk.duration_s - first_s)
+        wait = due - clock.now_s()
+        if wait > 0 and stop.wait(wait):
+            return
+        yield chunk
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heard:
+    """A frame out of the listener, with the audio time it came out at and when (runtime
+    clock) it did."""
+
+    frame: Frame
+    audio_s: float
+    wall_s: float
+
+
+class HearingThread:
+    """See the module docstring. ``start()``; ``press()`` and ``speaking`` from any thread;
+    ``stop()`` ends it (``done`` is set when the source is exhausted)."""
+
+    def __init__(
+        self,
+        source: Iterable[AudioChunk],
+        listener: Pipeline,
+        *,
+        clock: Clock,
+        on_frame: Callable[[Heard], None],
+        on_barge_in: Callable[[float], None],
+        sink: AudioSink | None = None,
+        fast: bool = False,
+        live: bool = False,
+        barge_in_min_speech_s: float = 0.064,
+        barge_in_threshold: float = 0.5,
+        follow_up_s: float = 6.0,
+    ) -> None:
+        self.clock = clock
+        self.fast = fast
+        self.on_frame = on_frame
+        self.on_barge_in = on_barge_in
+        self.sink = sink
+        self.barge_in_min_speech_s = barge_in_min_speech_s
+        self.barge_in_threshold = barge_in_threshold
+        self.follow_up_s = follow_up_s
+        self.speaking = threading.Event()  # set by the runtime while the answer plays
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._buttons: queue.Queue[ButtonPressed] = queue.Queue()
+        self._source = source
+        self._live = live
+        self._epoch: float | None = None  # runtime clock at audio time 0
+        self._voiced_since: float | None = None
+        self._barged = False
+        self.error: BaseException | None = None
+        stages = list(listener.stages)
+        vad = next((s for s in stages if isinstance(s, VadStage)), None)
+        self._gate = next((s for s in stages if isinstance(s, WakeGate)), None)
+        if vad is not None:
+            vad.on_probability = self._watch
+        if sink is not None and not fast:  # fast: audio outruns the speaker; no echo to take
+            stages.insert(0, EchoStage(self._reference))
+        self.pipeline = Pipeline(stages)
+        self._thread = threading.Thread(target=self._run, name="hearing", daemon=True)
+
+    def to_wall_s(self, audio_s: float) -> float:
+        """Audio time -> runtime clock (a live microphone's audio time is the clock's)."""
+        if self._live or self._epoch is None:
+            return audio_s
+        return self._epoch + audio_s
+
+    def start(self) -> HearingThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        self._thread.join(timeout_s)
+
+    def press(self, button: str = "tap") -> None:
+        """A temple tap (push-to-talk), from any thread: it takes effect at the next chunk."""
+        self._buttons.put(ButtonPressed(timestamp_s=0.0, button=button))  # type: ignore[arg-type]
+
+    def _reference(self, start_s: float, samples: int) -> np.ndarray:
+        """What the speaker played over this span of audio (silence when nothing)."""
+        assert self.sink is not None
+        return self.sink.reference(self.to_wall_s(start_s), samples, 16_000)
+
+    def _chunks(self) -> Iterator[AudioChunk]:
+        if self.fast or self._live:
+            yield from self._source
+        else:
+            yield from paced(self._source, self.clock, self._stop)
+
+    def _run(self) -> None:
+        audio_s = 0.0
+        try:
+            for chunk in self._chunks():
+                if self._stop.is_set():
+                    break
+                if self._epoch is None:
+                    self._epoch = self.clock.now_s() - chunk.timestamp_s
+                audio_s = chunk.timestamp_s + chunk.duration_s
+                while not self._buttons.empty():
+                    tap = self._buttons.get()
+                    self._push(ButtonPressed(timestamp_s=chunk.timestamp_s, button=tap.button),
+                               audio_s)
+                self._push(chunk, audio_s)
+            if not self._stop.is_set():
+                for frame in flush_pipeline(self.pipeline, audio_s):
+                    self._emit(frame, audio_s)
+        except BaseException as exc:  # surfaced by the runtime: a thread must not die quietly
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _push(self, frame: Frame, audio_s: float) -> None:
+        if not self.speaking.is_set() and self._barged:
+            self._barged = False
+        for out in self.pipeline.push(frame, audio_s):
+            self._emit(out, audio_s)
+
+    def _emit(self, frame: Frame, audio_s: float) -> None:
+        if isinstance(frame, AudioChunk):
+            return  # audio stays in the thread
+        self.on_frame(Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s()))
+
+    def _watch(self, start_s: float, probability: float) -> None:
+        """Per 32 ms chunk (in this thread): a barge-in is this much speech while speaking."""
+        if not self.speaking.is_set():
+            self._voiced_since = None
+            return
+        if probability < self.barge_in_threshold:
+            self._voiced_since = None
+            return
+        if self._voiced_since is None:
+            self._voiced_since = start_s
+        voiced_s = start_s + 0.032 - self._voiced_since
+        if voiced_s >= self.barge_in_min_speech_s and not self._barged:
+            self._barged = True
+            if self._gate is not None:
+                self._gate.arm(start_s + self.follow_up_s)  # what they say is for us
+            self.on_barge_in(self.to_wall_s(self._voiced_since))
+
+    def arm_follow_up(self, until_audio_s: float) -> None:
+        """Take the next utterance before ``until_audio_s`` as a question (a follow-up)."""
+        if self._gate is not None:
+            self._gate.arm(until_audio_s)
+
+    def audio_now_s(self) -> float:
+        """The audio time that corresponds to the runtime clock's now."""
+        if self._live or self._epoch is None:
+            return self.clock.now_s()
+        return self.clock.now_s() - self._epoch

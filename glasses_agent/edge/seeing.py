@@ -1,0 +1,126 @@
+"""The runtime's eyes: the camera, perception at a low steady rate and on demand, and the
+keyframe that may leave the glasses.
+
+``Eyes`` runs a ``CameraCapture`` (latest frame wins) and a ``PerceptionLoop``
+at ``perceive_every_s``, so a question finds a recent ``Perception`` waiting;
+``perception_for(now_s)`` perceives the newest frame at once when the last result
+is older than ``fresh_s``. Candidate keyframes are the capture's recent frames,
+described to the router cheaply (time, sharpness); only the one the router
+picks is blurred and encoded (``outgoing_jpeg``: faces blurred, checked by a
+second detector; refused while the privacy switch is on).
+
+The capture LED is on exactly while the capture runs, which is when a frame can
+be kept or sent: with the privacy switch on the capture is off, nothing is
+perceived and ``outgoing_jpeg`` refuses, so no frame leaves with the LED off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from glasses_agent.clock import Clock
+from glasses_agent.frames import Perception, VideoFrame
+from glasses_agent.perception.keyframe import sharpness
+from glasses_agent.perception.loop import Perceiver, PerceptionLoop
+from glasses_agent.perception.privacy import FaceRedactor
+from glasses_agent.router import Keyframe
+from glasses_agent.sources.camera import CameraCapture, PrivacySwitch
+
+__all__ = ["Eyes"]
+
+
+class Eyes:
+    """See the module docstring. ``start()``/``stop()``; thread-safe readers."""
+
+    def __init__(
+        self,
+        capture: CameraCapture,
+        perceiver: Perceiver,
+        redactor: FaceRedactor,
+        *,
+        clock: Clock,
+        perceive_every_s: float = 1.0,
+        fresh_s: float = 1.5,
+        on_perception: Callable[[Perception], None] | None = None,
+    ) -> None:
+        self.capture = capture
+        self.perceiver = perceiver
+        self.redactor = redactor
+        self.clock = clock
+        self.fresh_s = fresh_s
+        self._on_perception = on_perception
+        self._lock = threading.Lock()
+        self._latest: tuple[Perception, VideoFrame] | None = None
+        self.loop = PerceptionLoop(capture, perceiver, clock=clock,
+                                   on_perception=self._perceived,
+                                   min_interval_s=perceive_every_s)
+
+    @property
+    def privacy(self) -> PrivacySwitch:
+        return self.capture.privacy
+
+    @property
+    def led_on(self) -> bool:
+        """The capture LED: on while frames can be kept or sent."""
+        return not self.privacy.on
+
+    def start(self) -> Eyes:
+        self.capture.start()
+        self.loop.start()
+        return self
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.capture.stop()
+
+    def set_privacy(self, on: bool) -> None:
+        self.privacy.set(on)
+        if on:
+            with self._lock:
+                self._latest = None
+
+    def _perceived(self, perception: Perception, frame: VideoFrame) -> None:
+        with self._lock:
+            self._latest = (perception, frame)
+        if self._on_perception is not None:
+            self._on_perception(perception)
+
+    def latest(self) -> tuple[Perception, VideoFrame] | None:
+        with self._lock:
+            return self._latest
+
+    def perception_for(self, now_s: float) -> Perception | None:
+        """A perception no older than ``fresh_s``: the loop's, or the newest frame's now
+        (blocking: run it off the event loop). None in privacy mode or with no frame."""
+        if self.privacy.on:
+            return None
+        latest = self.latest()
+        if latest is not None and now_s - latest[0].timestamp_s <= self.fresh_s:
+            return latest[0]
+        frame = self.capture.latest(timeout_s=0.5)
+        if frame is None:
+            frame = latest[1] if latest is not None else None
+        if frame is None or self.privacy.on:
+            return None
+        perception = self.perceiver.perceive(frame)
+        self._perceived(perception, frame)
+        return perception
+
+    def keyframe_candidates(self) -> list[Keyframe]:
+        """The recent frames, as the router weighs them (no JPEG made yet)."""
+        if self.privacy.on:
+            return []
+        return [Keyframe(timestamp_s=f.timestamp_s, jpeg=b"", sharpness=sharpness(f.image_bgr),
+                         index=f.index) for f in self.capture.recent()]
+
+    def outgoing_jpeg(self, index: int) -> bytes | None:
+        """The JPEG of recent frame ``index`` as it may leave: faces blurred and checked
+        (blocking). None if that frame is gone; ``PrivacyOnError`` in privacy mode."""
+        frame = next((f for f in self.capture.recent() if f.index == index), None)
+        if frame is None:
+            latest = self.latest()
+            frame = latest[1] if latest is not None and latest[1].index == index else None
+        if frame is None:
+            return None
+        return self.redactor.outgoing_jpeg(frame.image_bgr).jpeg
