@@ -274,10 +274,14 @@ def cpu_flags() -> list[str]:
 def summary(rows: list[dict[str, Any]], words: int) -> dict[str, Any]:
     latency = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
     errs = sum(r["errors"] for r in rows)
-    return {"p50_ms": pct(latency, 50), "p95_ms": pct(latency, 95),
-            "max_ms": round(max(latency), 1) if latency else None,
-            "word_errors": errs, "words": words, "wer": round(errs / words, 3),
-            "answered": len(latency), "split": sum(r["transcripts"] > 1 for r in rows)}
+    out = {"p50_ms": pct(latency, 50), "p95_ms": pct(latency, 95),
+           "max_ms": round(max(latency), 1) if latency else None,
+           "word_errors": errs, "words": words, "wer": round(errs / words, 3),
+           "answered": len(latency), "split": sum(r["transcripts"] > 1 for r in rows)}
+    if rows and "smart_turn_calls" in rows[0]:
+        out["smart_turn_calls"] = sum(r["smart_turn_calls"] for r in rows)
+        out["speculations"] = sum(r["speculations"] for r in rows)
+    return out
 
 
 def silence_cost(pipeline_factory: Callable[[], Pipeline], seconds: float) -> dict[str, Any]:
@@ -356,6 +360,9 @@ def main() -> None:
                     turn = pipeline.stages[-1]
                     extra = {"asr_ms": [t.asr_ms for t, _, _ in got]}
                     if system == "ours":
+                        model = getattr(turn, "turn", None)
+                        extra["speculations"] = getattr(turn, "speculations", 0)
+                        extra["smart_turn_calls"] = getattr(model, "calls", 0)
                         extra["checks"] = [
                             {"speech_end_s": round(c.speech_end_s - end_s, 3),
                              "silence_s": c.silence_s, "text": c.text, "verdict": c.verdict,

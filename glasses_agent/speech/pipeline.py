@@ -48,7 +48,8 @@ def build_listener(
     check_turn_config(turn)
     asr = asr or WhisperAsr(config.asr)
     asr.warmup()  # long-lived: the first utterance should not pay for a cold model
-    gate: WakeGate = make_wake_gate(config.wake, asr=asr, models=config.models, notice=notice)
+    gate: WakeGate = make_wake_gate(config.wake, asr=asr, models=config.models, notice=notice,
+                                    early_spots=True)
     hangover_s = turn.max_silence_s if turn.engine == "smart_turn" else config.vad.min_silence_s
     vad = VadStage.from_config(config.vad, config.models, pause_s=turn.pause_s,
                                min_silence_s=hangover_s)
