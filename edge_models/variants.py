@@ -50,6 +50,7 @@ __all__ = [
     "cached_choice",
     "choose_variant",
     "resolve_family",
+    "run_check",
     "selfcheck_frames",
     "write_selfcheck_frames",
 ]
@@ -224,7 +225,7 @@ _METRICS: dict[str, Callable[[list[np.ndarray], list[np.ndarray]], tuple[float, 
 
 
 def run_check(fp32: ModelSpec, int8: ModelSpec, *, providers: Sequence[str] = (),
-              intra_op_threads: int = 2, manifest: Path = MANIFEST) -> CheckResult:
+              intra_op_threads: int = 2) -> CheckResult:
     """Both variants on the bundled frames: agreement and the median-time ratio."""
     if fp32.task not in _METRICS:
         raise BadInputError(f"no self-check for {fp32.task!r} models")
@@ -392,7 +393,7 @@ def choose_variant(
     if entry is not None:
         return _choice_from(entry, model, fp32, int8, mode, cpu, True)
     result = run_check(fp32_spec, int8_spec, providers=providers,
-                       intra_op_threads=intra_op_threads, manifest=manifest)
+                       intra_op_threads=intra_op_threads)
     ok, reason = _verdict(fp32_spec.task, result, cpu.isa_class)
     entry = {"variant": "int8" if ok else "fp32", "reason": reason,
              "agreement": result.agreement, "similarity": result.similarity,
