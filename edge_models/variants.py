@@ -286,7 +286,19 @@ def _cache_key(fp32: ModelSpec, int8: ModelSpec, providers: Sequence[str],
 
     return "|".join((f"int8={int8.sha256}", f"fp32={fp32.sha256}",
                      f"onnxruntime={onnxruntime.__version__}",
-                     f"providers={','.join(choose_providers(providers))}", f"cpu={cpu.key()}"))
+                     f"providers={','.join(choose_providers(providers))}", f"cpu={cpu.key()}",
+                     f"check={_check_id(fp32.task)}"))
+
+
+def _check_id(task: str) -> str:
+    """What the check itself is (its frames and bounds): a new one decides afresh."""
+    import hashlib
+
+    prefix = "recognition" if task == "image-classification" else "ocr"
+    files = [f"{p.name}:{p.stat().st_size}" for p in _frame_files(prefix)]
+    bounds = (MIN_TOP1, MIN_SIMILARITY, MIN_BOX_AGREEMENT, MAX_SPEED_RATIO,
+              SELFCHECK_OCR_SIDE_PX)
+    return hashlib.sha256(repr((files, bounds)).encode()).hexdigest()[:12]
 
 
 def _cache_path(cache_dir: Path | None) -> Path:
