@@ -98,6 +98,10 @@ SIGN = seen(text=(("EXIT 12", 0.97, (40, 20, 200, 70)), ("Main Street", 0.93, (4
         ("can you tell me what this is", "identify"),
         ("what's the barcode", "barcode"),
         ("is it going to rain", "other"),
+        ("Stop.", "stop"),
+        ("never mind", "stop"),
+        ("thanks, that's all", "stop"),
+        ("stop the music in the next room", "other"),
     ],
 )
 def test_intents(text: str, intent: str) -> None:

@@ -21,6 +21,7 @@ clock.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,14 +31,14 @@ import numpy as np
 
 from glasses_agent.clock import Clock
 from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
-from glasses_agent.speech.echo import EchoCanceller
+from glasses_agent.speech.echo import AcousticPath, EchoCanceller
 from glasses_agent.speech.pipeline import flush_pipeline
 from glasses_agent.speech.playback import AudioSink
 from glasses_agent.speech.vad import VadStage
 from glasses_agent.speech.wake import WakeGate
 from glasses_agent.stages import Pipeline
 
-__all__ = ["EchoStage", "HearingThread", "paced"]
+__all__ = ["EchoStage", "HearingThread"]
 
 class EchoStage:
     """AudioChunk -> the same audio with the speaker's echo taken out (``EchoCanceller``).
@@ -66,22 +67,6 @@ class EchoStage:
                            sample_rate_hz=frame.sample_rate_hz)
         self._start_s += len(cleaned) / frame.sample_rate_hz
         return [chunk]
-
-
-def paced(chunks: Iterable[AudioChunk], clock: Clock, stop: threading.Event
-          ) -> Iterator[AudioChunk]:
-    """Each chunk when a live microphone would deliver it: at its end time, counted from
-    the first one on ``clock``."""
-    start_wall: float | None = None
-    first_s = 0.0
-    for chunk in chunks:
-        if start_wall is None:
-            start_wall, first_s = clock.now_s(), chunk.timestamp_s
-        due = start_wall + (chunk.timestamp_s + chunk.duration_s - first_s)
-        wait = due - clock.now_s()
-        if wait > 0 and stop.wait(wait):
-            return
-        yield chunk
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +115,7 @@ class HearingThread:
         self._epoch: float | None = None  # runtime clock at audio time 0
         self._voiced_since: float | None = None
         self._barged = False
+        self._echo_path: AcousticPath | None = None
         self.error: BaseException | None = None
         stages = list(listener.stages)
         vad = next((s for s in stages if isinstance(s, VadStage)), None)
@@ -166,11 +152,35 @@ class HearingThread:
         assert self.sink is not None
         return self.sink.reference(self.to_wall_s(start_s), samples, 16_000)
 
+    def add_echo(self, path: AcousticPath) -> None:
+        """Simulate open-ear speakers next to the microphone: what the sink plays reaches
+        the microphone through ``path`` (tests, the simulator). Before ``start()``."""
+        self._echo_path = path
+
+    def _with_echo(self, chunk: AudioChunk) -> AudioChunk:
+        path, sink = self._echo_path, self.sink
+        if path is None or sink is None:
+            return chunk
+        tail = len(path.impulse)
+        n = len(chunk.samples)
+        start = self.to_wall_s(chunk.timestamp_s) - tail / chunk.sample_rate_hz
+        played = sink.reference(start, n + tail, chunk.sample_rate_hz)
+        echo = path.apply(played)[tail:]
+        return dataclasses.replace(chunk, samples=(chunk.samples + echo).astype(np.float32))
+
     def _chunks(self) -> Iterator[AudioChunk]:
         if self.fast or self._live:
             yield from self._source
-        else:
-            yield from paced(self._source, self.clock, self._stop)
+            return
+        # Paced: each chunk when a live microphone would deliver it, at its end time, audio
+        # time 0 being the runtime clock's ``_epoch``.
+        for chunk in self._source:
+            if self._epoch is None:
+                self._epoch = self.clock.now_s() - chunk.timestamp_s
+            wait_s = self._epoch + chunk.timestamp_s + chunk.duration_s - self.clock.now_s()
+            if wait_s > 0 and self._stop.wait(wait_s):
+                return
+            yield self._with_echo(chunk)
 
     def _run(self) -> None:
         audio_s = 0.0

@@ -326,8 +326,10 @@ class Runtime:
         self._emit(LedChanged(timestamp_s=self.clock.now_s(), on=self.eyes.led_on))
 
     def _barge_in(self, speech_start_s: float) -> None:
+        """The wearer spoke over the answer (or between two of its sentences)."""
         now = self.clock.now_s()
-        if not self.speaker.speaking(now):
+        if not self.speaker.speaking(now) and (self._turn is None
+                                               or self.speaker.first_audio_s is None):
             return
         heard = self.speaker.stop(now)
         self.hearing.speaking.clear()
@@ -365,11 +367,12 @@ class Runtime:
         self._set_state(AssistantState.THINKING)
         try:
             result = await self._route_and_answer(turn, question, asr_s=item.wall_s)
+            self.results.append(result)
+            await self._played_out()  # the turn lasts while its answer plays (barge-in)
         finally:
             if self._turn is turn:
                 self._turn = None
-        self.results.append(result)
-        await self._await_playback(result)
+        self._after_playback(result)
 
     async def _perception_for(self, question: str) -> Perception | None:
         """A fresh perception when the question is about what is in view (perceived now if
@@ -377,7 +380,8 @@ class Runtime:
         if self.eyes is None:
             return None
         skill = skill_named(classify(question))
-        if (skill is not None and skill.needs_camera) or is_visual(question):
+        if (skill is not None and (skill.needs_camera or skill.wants_view)) \
+                or is_visual(question):
             return await asyncio.to_thread(self.eyes.perception_for, self.clock.now_s())
         latest = self.eyes.latest()
         return latest[0] if latest is not None else None
@@ -515,10 +519,9 @@ class Runtime:
         while not self.options.fast and self.speaker.speaking(self.clock.now_s()):  # noqa: ASYNC110
             await asyncio.sleep(_PLAYBACK_POLL_S)
 
-    async def _await_playback(self, result: TurnResult) -> None:
-        """Until the answer has played (or was stopped): then idle, and a follow-up may come
-        without the wake phrase."""
-        await self._played_out()
+    def _after_playback(self, result: TurnResult) -> None:
+        """The answer has played (or was stopped): idle, and a follow-up may come without
+        the wake phrase."""
         if self._turn is None and self.state is not AssistantState.LISTENING:
             self.hearing.speaking.clear()
             self._set_state(AssistantState.IDLE)

@@ -53,7 +53,11 @@ class EchoCanceller:
         self._ref_history = np.zeros(4 * n)  # for the double-talk detector
         self._mic_buffer = np.zeros(0)
         self._ref_buffer = np.zeros(0)
+        self._error_power = 0.0
+        self._mic_power = 0.0
+        self.last_echo_likeness = 0.0
         self.double_talk_blocks = 0
+        self.diverged_blocks = 0
         self.blocks = 0
 
     @property
@@ -76,22 +80,65 @@ class EchoCanceller:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    def _suppression(self, error: np.ndarray, window: np.ndarray) -> float:
+        """Residual echo suppression: a gain for ``error`` that falls from 1 to 0 as it looks
+        like the reference (its normalised cross-correlation with the last two blocks
+        played, at any lag the filter spans, from 0.3 to 0.7). While the filter is still
+        learning the path (the first tenths of a second of an answer), the echo comes
+        through nearly whole; this keeps it from the VAD. The wearer's voice, which is not
+        in the reference, keeps its gain."""
+        n = self.block
+        energy = float(np.dot(error, error))
+        if energy < 1e-10:
+            return 1.0
+        corr = np.fft.irfft(np.fft.rfft(window) * np.conj(np.fft.rfft(np.concatenate(
+            [np.zeros(n), error]))))
+        # corr[k] = sum_i window[i + k] * [0, e][i]: the reference k samples behind e.
+        lags = corr[-n:] if n else corr
+        ref_energy = float(np.dot(window, window)) / 2.0 + 1e-12
+        rho = float(np.max(np.abs(lags))) / np.sqrt(energy * ref_energy)
+        self.last_echo_likeness = rho
+        return float(np.clip(1.0 - (rho - 0.3) / 0.4, 0.0, 1.0))
+
     def _block(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """One block: the echo estimate out of ``d``, the filter adapted on the error, the
+        residual suppressed; returns what the VAD should hear."""
         n = self.block
         self.blocks += 1
         window = np.concatenate([self._previous_ref, x])
         self._previous_ref = x
-        spectrum = np.fft.rfft(window)
-        echo = np.fft.irfft(spectrum * self._weights)[n:]
-        error = d - echo
         self._ref_history = np.concatenate([self._ref_history[n:], x])
-        far = float(np.max(np.abs(self._ref_history)))
+        if float(np.max(np.abs(self._ref_history))) < 1e-4:
+            return d  # nothing played lately: nothing to cancel, nothing to learn
+        spectrum = np.fft.rfft(window)
+        error = d - np.fft.irfft(spectrum * self._weights)[n:]
+        if self._diverging(error, d):
+            return d
+        out = error * self._suppression(error, window)
         near = float(np.max(np.abs(d)))
-        if far < 1e-4:
-            return error  # nothing played lately: nothing to cancel, nothing to learn
-        if near > self.geigel * far * 2.0 and float(np.max(np.abs(error))) > 0.5 * near:
+        if near > self.geigel * 2.0 * float(np.max(np.abs(self._ref_history))) \
+                and float(np.max(np.abs(error))) > 0.5 * near:
             self.double_talk_blocks += 1  # the wearer is talking: keep the filter as is
-            return error
+            return out
+        self._adapt(spectrum, error)
+        return out
+
+    def _diverging(self, error: np.ndarray, d: np.ndarray) -> bool:
+        """True (and the estimate started over) when it keeps adding more than it removes
+        (no echo here, or the path changed); also True for a block it would make louder."""
+        e2, d2 = float(np.dot(error, error)), float(np.dot(d, d))
+        self._error_power = 0.8 * self._error_power + 0.2 * e2
+        self._mic_power = 0.8 * self._mic_power + 0.2 * d2
+        if self._error_power > 2.0 * self._mic_power + 1e-9:
+            self.diverged_blocks += 1
+            self._weights[:] = 0
+            self._adapted = False
+            self._error_power = self._mic_power
+            return True
+        return e2 > 4.0 * d2 + 1e-9
+
+    def _adapt(self, spectrum: np.ndarray, error: np.ndarray) -> None:
+        n = self.block
         power = np.abs(spectrum) ** 2
         if not self._adapted:  # the first block played: start from its own power
             self._power = power.copy()
@@ -101,7 +148,6 @@ class EchoCanceller:
         gradient /= self._power + self.regularization * float(np.mean(self._power)) + 1e-10
         constrained = np.fft.irfft(gradient)[:n]  # keep the filter causal, n taps
         self._weights += self.step * np.fft.rfft(np.concatenate([constrained, np.zeros(n)]))
-        return error
 
 
 class AcousticPath:

@@ -67,18 +67,27 @@ class AudioSink(Protocol):
 
 
 class _History:
-    """Played audio with its start times (the runtime's clock), kept ``_HISTORY_S``."""
+    """Played audio with its start times (the runtime's clock), kept ``_HISTORY_S``, at the
+    echo canceller's rate (16 kHz): each piece is resampled once, when it is played, so a
+    window of it is an exact slice of one continuous signal."""
 
-    def __init__(self, rate_hz: int) -> None:
+    def __init__(self, rate_hz: int, *, reference_rate_hz: int = 16_000) -> None:
         self.rate_hz = rate_hz
+        self.reference_rate_hz = reference_rate_hz
         self._parts: collections.deque[tuple[float, FloatArray]] = collections.deque()
         self._lock = threading.Lock()
 
     def add(self, start_s: float, samples: FloatArray) -> None:
+        if self.rate_hz != self.reference_rate_hz and len(samples):
+            import soxr
+
+            samples = np.asarray(soxr.resample(samples, self.rate_hz, self.reference_rate_hz),
+                                 dtype=np.float32)
+        rate = self.reference_rate_hz
         with self._lock:
             self._parts.append((start_s, samples))
-            end_s = start_s + len(samples) / self.rate_hz
-            while self._parts and (self._parts[0][0] + len(self._parts[0][1]) / self.rate_hz
+            end_s = start_s + len(samples) / rate
+            while self._parts and (self._parts[0][0] + len(self._parts[0][1]) / rate
                                    < end_s - _HISTORY_S):
                 self._parts.popleft()
 
@@ -89,28 +98,23 @@ class _History:
             for start_s, samples in self._parts:
                 if start_s >= at_s:
                     continue
-                keep = int(round((at_s - start_s) * self.rate_hz))
+                keep = int(round((at_s - start_s) * self.reference_rate_hz))
                 kept.append((start_s, samples[:keep]))
             self._parts = kept
 
     def window(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
-        out_len = int(round(samples * self.rate_hz / rate_hz))
-        out = np.zeros(out_len, dtype=np.float32)
+        if rate_hz != self.reference_rate_hz:
+            raise ValueError(f"the reference is kept at {self.reference_rate_hz} Hz, not "
+                             f"{rate_hz} Hz")
+        out = np.zeros(samples, dtype=np.float32)
         with self._lock:
             parts = list(self._parts)
         for part_s, part in parts:
-            offset = int(round((part_s - start_s) * self.rate_hz))
-            lo, hi = max(0, offset), min(out_len, offset + len(part))
+            offset = int(round((part_s - start_s) * rate_hz))
+            lo, hi = max(0, offset), min(samples, offset + len(part))
             if lo < hi:
                 out[lo:hi] += part[lo - offset:hi - offset]
-        if rate_hz == self.rate_hz or not out_len:
-            return out[:samples] if len(out) >= samples else np.pad(out, (0, samples - len(out)))
-        import soxr
-
-        resampled = np.asarray(soxr.resample(out, self.rate_hz, rate_hz), dtype=np.float32)
-        if len(resampled) >= samples:
-            return resampled[:samples]
-        return np.pad(resampled, (0, samples - len(resampled)))
+        return out
 
 
 class WavFileSink:

@@ -224,7 +224,7 @@ class SentenceSplitter:
     ``heard_chars`` on a barge-in).
     """
 
-    def __init__(self, *, max_chars: int = 160) -> None:
+    def __init__(self, *, max_chars: int = 100) -> None:
         self.max_chars = max_chars
         self._pending = ""
         self._offset = 0  # characters of the answer handed out as sentences so far

@@ -12,6 +12,7 @@ from glasses_agent.router.language import normalize
 from glasses_agent.router.skills.base import Answer, Context, Skill
 from glasses_agent.router.skills.camera import BARCODE, IDENTIFY, PRICE, READ_TEXT
 from glasses_agent.router.skills.clock import DATE, TIME
+from glasses_agent.router.skills.control import STOP
 from glasses_agent.router.skills.notes import RECALL, REMEMBER
 from glasses_agent.router.skills.privacy import PRIVACY_OFF, PRIVACY_ON, PRIVACY_STATUS
 from glasses_agent.router.skills.status import DEVICE_STATUS
@@ -23,6 +24,7 @@ __all__ = ["SKILLS", "Answer", "Context", "Skill", "classify", "skill_named"]
 SKILLS: tuple[Skill, ...] = (
     REMEMBER,
     RECALL,
+    STOP,
     PRIVACY_STATUS,
     PRIVACY_OFF,
     PRIVACY_ON,

@@ -92,13 +92,15 @@ class Skill:
 
     ``unanswered``: the local reply when ``answer`` gives none and the router may not
     escalate (``[router] escalate_unsure`` off); ``escalation_reason``: why the query
-    went to the cloud instead, for the log.
+    went to the cloud instead, for the log. ``wants_view``: the answer uses what is in
+    view when there is one (a note keeps the sign in view), without needing the camera.
     """
 
     name: str
     patterns: tuple[re.Pattern[str], ...]
     answer: Callable[[Context], Answer | None]
     needs_camera: bool = False
+    wants_view: bool = False
     unanswered: Callable[[Context], Answer] | None = None
     escalation_reason: str = "not answerable on the device"
 

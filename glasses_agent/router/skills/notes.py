@@ -80,7 +80,7 @@ def _recall(ctx: Context) -> Answer:
 
 
 # "remember where I parked", "remember that the meeting is at 3", "note that ...".
-REMEMBER = Skill(name="remember", answer=_remember, patterns=(whole(
+REMEMBER = Skill(name="remember", answer=_remember, wants_view=True, patterns=(whole(
     r"(?:please )?remember (?!what|when|where did|how|if|whether)\S.*|"
     r"(?:take|make) a note(?: that| of)? \S.*|note that \S.*|don't let me forget \S.*"
 ),))
