@@ -183,7 +183,7 @@ def test_the_shipped_int8_is_used_only_within_the_bounds(tmp_path: Path) -> None
     entry = read_json(tmp_path / CACHE_FILE)
     assert entry is not None
     (record,) = entry["choices"].values()
-    assert record["check_seconds"] < 20  # about 0.5 s on an idle 2-core machine
+    assert record["check_seconds"] < 20  # 0.7-0.8 s on 2 cores, one of them busy
 
 
 def test_cache_dir_and_atomic_writes(tmp_path: Path) -> None:
