@@ -44,12 +44,12 @@ import psutil
 import soundfile
 
 from glasses_agent.config import Config
+from glasses_agent.edge.sources import FileAudioSource
+from glasses_agent.edge.speech.asr import WhisperAsr
+from glasses_agent.edge.speech.pipeline import build_listener, build_transcriber, flush_pipeline
+from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.edge.speech.vad import SileroVad, load_vad_session
 from glasses_agent.frames import SpeechEnded, Transcript, Utterance, WakeDetected
-from glasses_agent.sources import FileAudioSource
-from glasses_agent.speech.asr import WhisperAsr
-from glasses_agent.speech.pipeline import build_listener, build_transcriber, flush_pipeline
-from glasses_agent.speech.text import word_error_rate
-from glasses_agent.speech.vad import SileroVad, load_vad_session
 from glasses_agent.stages import Pipeline
 
 RATE_HZ = 16_000

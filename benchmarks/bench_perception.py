@@ -37,9 +37,9 @@ import numpy as np
 
 from glasses_agent.clock import MonotonicClock
 from glasses_agent.config import Config
+from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop, percentile_ms
+from glasses_agent.edge.sources.camera import CameraCapture, VideoFileReader, iter_frames
 from glasses_agent.frames import Perception, VideoFrame
-from glasses_agent.perception.loop import Perceiver, PerceptionLoop, percentile_ms
-from glasses_agent.sources.camera import CameraCapture, VideoFileReader, iter_frames
 
 
 def _photo(name: str) -> np.ndarray:

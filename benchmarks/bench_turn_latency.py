@@ -49,13 +49,13 @@ import numpy as np
 import soundfile
 
 from glasses_agent.config import Config, load_config
+from glasses_agent.edge.speech.asr import AsrStage, WhisperAsr
+from glasses_agent.edge.speech.pipeline import build_listener
+from glasses_agent.edge.speech.text import words_of
+from glasses_agent.edge.speech.vad import VadStage
+from glasses_agent.edge.speech.wake import make_wake_gate
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import AudioChunk, Frame, Transcript
-from glasses_agent.speech.asr import AsrStage, WhisperAsr
-from glasses_agent.speech.pipeline import build_listener
-from glasses_agent.speech.text import words_of
-from glasses_agent.speech.vad import VadStage
-from glasses_agent.speech.wake import make_wake_gate
 from glasses_agent.stages import Pipeline
 
 RATE_HZ = 16_000
@@ -250,7 +250,7 @@ class Peer:
 
 
 def errors(reference: str, hypothesis: str) -> int:
-    from glasses_agent.speech.text import edit_distance
+    from glasses_agent.edge.speech.text import edit_distance
 
     return edit_distance(words_of(reference), words_of(hypothesis))
 

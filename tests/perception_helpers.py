@@ -37,7 +37,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from edge_models.faces import FaceDetector
-    from glasses_agent.perception.loop import Perceiver
+    from glasses_agent.edge.perception.loop import Perceiver
 
 UInt8Array = npt.NDArray[np.uint8]
 
@@ -228,7 +228,7 @@ def perceiver() -> Perceiver:
     """The perceiver the default configuration builds: every model, as shipped, in fp32
     (labels are asserted exactly; int8 agreement is tested in test_recognition/test_variants)."""
     from glasses_agent.config import Config, ModelsConfig
-    from glasses_agent.perception.loop import Perceiver
+    from glasses_agent.edge.perception.loop import Perceiver
 
     return Perceiver.from_config(Config(models=ModelsConfig(int8="never")))
 

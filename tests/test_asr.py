@@ -10,16 +10,16 @@ from test_audio_helpers import compose, sox, speak, with_noise, write_wav
 
 from edge_models.sessions import ModelFileError
 from glasses_agent.config import AsrConfig, Config
-from glasses_agent.errors import BadInputError
-from glasses_agent.frames import Transcript
-from glasses_agent.sources import FileAudioSource, read_audio_file
-from glasses_agent.speech.asr import (
+from glasses_agent.edge.sources import FileAudioSource, read_audio_file
+from glasses_agent.edge.speech.asr import (
     WHISPER_BASE_SIZE_BYTES,
     WhisperAsr,
     whisper_base_dir,
 )
-from glasses_agent.speech.pipeline import build_transcriber, run_source
-from glasses_agent.speech.text import word_error_rate
+from glasses_agent.edge.speech.pipeline import build_transcriber, run_source
+from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import Transcript
 
 QUESTION = "hey glasses, what am I looking at?"
 

@@ -9,15 +9,15 @@ import pytest
 import soundfile
 from test_audio_helpers import RATE_HZ, compose, sox, speak, write_wav
 
-from glasses_agent.errors import BadInputError, DeviceUnavailableError
-from glasses_agent.frames import AudioChunk
-from glasses_agent.sources import (
+from glasses_agent.edge.sources import (
     FileAudioSource,
     MicrophoneSource,
     pick_input_device,
     probe_audio_file,
     read_audio_file,
 )
+from glasses_agent.errors import BadInputError, DeviceUnavailableError
+from glasses_agent.frames import AudioChunk
 
 
 @pytest.fixture(scope="module")

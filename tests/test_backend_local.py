@@ -213,8 +213,8 @@ def test_end_to_end_router_client_gateway_and_the_embedded_model() -> None:
     from support.aio import cloud_config, run, running_gateway
 
     from glasses_agent.edge.client import EdgeClient
+    from glasses_agent.edge.router import DeviceStatus, route
     from glasses_agent.frames import Perception, Query, TextLine
-    from glasses_agent.router import DeviceStatus, route
 
     perception = Perception(timestamp_s=9.8, text=(
         TextLine(text="EXIT 12", score=0.97, box=(40, 20, 200, 70)),

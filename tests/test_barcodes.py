@@ -15,7 +15,7 @@ from perception_helpers import (
     render_qr,
 )
 
-from glasses_agent.perception.barcodes import BarcodeScanner, ean_check_digit, valid_ean
+from glasses_agent.edge.perception.barcodes import BarcodeScanner, ean_check_digit, valid_ean
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import pytest
 from perception_helpers import photo, write_video
 
 from glasses_agent.clock import ManualClock
-from glasses_agent.errors import BadInputError, DeviceUnavailableError
-from glasses_agent.sources.camera import (
+from glasses_agent.edge.sources.camera import (
     CameraCapture,
     FolderReader,
     ImageReader,
@@ -25,6 +24,7 @@ from glasses_agent.sources.camera import (
     iter_frames,
     open_camera,
 )
+from glasses_agent.errors import BadInputError, DeviceUnavailableError
 
 
 def _numbered_frames(count: int, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from perception_helpers import blur, motion_blur, noise, photo
 
+from glasses_agent.edge.perception.keyframe import choose_keyframe, sharpness
 from glasses_agent.frames import VideoFrame
-from glasses_agent.perception.keyframe import choose_keyframe, sharpness
 
 
 def _frame(image: np.ndarray, index: int) -> VideoFrame:

@@ -24,10 +24,10 @@ from glasses_agent.edge.memory import (
     memory_path,
     open_memory,
 )
+from glasses_agent.edge.router import DeviceStatus, Note, route
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import LinkState, Perception, Query, TextLine
 from glasses_agent.protocol import Facts, Location, SeenBarcode, SeenLabel
-from glasses_agent.router import DeviceStatus, Note, route
 
 NOW = datetime(2026, 11, 3, 14, 5, tzinfo=timezone(timedelta(hours=-5)))
 FACTS = Facts(
@@ -161,7 +161,7 @@ import sys
 from datetime import datetime, timezone
 from glasses_agent.edge.memory import MemoryStore
 from glasses_agent.protocol import Facts
-from glasses_agent.router import Note
+from glasses_agent.edge.router import Note
 
 jpeg = open(sys.argv[2], "rb").read()
 store = MemoryStore(sys.argv[1])

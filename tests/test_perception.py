@@ -8,14 +8,14 @@ import pytest
 from perception_helpers import face_detector, paste, perceiver, photo
 
 from glasses_agent.clock import ManualClock
-from glasses_agent.frames import Label, Perception, SpeechStarted, VideoFrame
-from glasses_agent.perception.recognition import (
+from glasses_agent.edge.perception.recognition import (
     NOT_SURE,
     center_crop,
     describe_view,
     in_view,
 )
-from glasses_agent.sources.camera import PrivacySwitch
+from glasses_agent.edge.sources.camera import PrivacySwitch
+from glasses_agent.frames import Label, Perception, SpeechStarted, VideoFrame
 from glasses_agent.stages import Pipeline
 
 CATS = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
@@ -113,9 +113,9 @@ def test_the_perceiver_is_a_stage() -> None:
 
 
 def test_public_exports() -> None:
-    import glasses_agent.perception as perception
-    import glasses_agent.sources as sources
-    import glasses_agent.sources.camera as camera
+    import glasses_agent.edge.perception as perception
+    import glasses_agent.edge.sources as sources
+    import glasses_agent.edge.sources.camera as camera
 
     for module in (perception, sources, camera):
         assert len(set(module.__all__)) == len(module.__all__)

@@ -12,9 +12,9 @@ import pytest
 from perception_helpers import blur, paste, perceiver, photo, render_qr, write_video
 
 from glasses_agent.clock import ManualClock, MonotonicClock
+from glasses_agent.edge.perception.loop import PerceptionLoop, percentile_ms
+from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch, VideoFileReader
 from glasses_agent.frames import Perception, VideoFrame
-from glasses_agent.perception.loop import PerceptionLoop, percentile_ms
-from glasses_agent.sources.camera import CameraCapture, PrivacySwitch, VideoFileReader
 
 
 def _scene(i: int) -> np.ndarray:

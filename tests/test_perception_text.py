@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from perception_helpers import perceiver, photograph, render_sign
 
+from glasses_agent.edge.perception.text import find_prices, find_times, reading_order, tidy
 from glasses_agent.frames import TextLine, VideoFrame
-from glasses_agent.perception.text import find_prices, find_times, reading_order, tidy
 
 # (strength of the perspective warp, blur sigma px, noise sigma): mild, and a hard look.
 LOOKS = [(0.05, 0.9, 4.0), (0.12, 1.6, 8.0)]

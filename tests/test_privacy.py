@@ -14,14 +14,14 @@ from perception_helpers import face_detector, paste, photo
 from edge_models.faces import FACE_KINDS
 from edge_models.photos import photo as sample_photo
 from glasses_agent.config import Config, load_config
-from glasses_agent.errors import BadInputError
-from glasses_agent.perception.privacy import (
+from glasses_agent.edge.perception.privacy import (
     FaceRedactor,
     PrivacyOnError,
     blur_regions,
     enlarge_box,
 )
-from glasses_agent.sources.camera import PrivacySwitch
+from glasses_agent.edge.sources.camera import PrivacySwitch
+from glasses_agent.errors import BadInputError
 
 # (primary, verifier): the default first, then the opt-in ones with MTCNN.
 PAIRS = [("haar", "haar_check"), ("mtcnn", "haar_check"), ("mtcnn", "haar"), ("haar", "mtcnn")]

@@ -9,10 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from glasses_agent.config import RouterConfig
-from glasses_agent.frames import Barcode, Label, LinkState, Perception, Query, TextLine
-from glasses_agent.perception.keyframe import pick_keyframe
-from glasses_agent.protocol import Facts, SeenBarcode, SeenLabel
-from glasses_agent.router import (
+from glasses_agent.edge.perception.keyframe import pick_keyframe
+from glasses_agent.edge.router import (
     Decision,
     DeviceStatus,
     Keyframe,
@@ -21,6 +19,8 @@ from glasses_agent.router import (
     offline_fallback,
     route,
 )
+from glasses_agent.frames import Barcode, Label, LinkState, Perception, Query, TextLine
+from glasses_agent.protocol import Facts, SeenBarcode, SeenLabel
 
 NOW = datetime(2026, 11, 3, 14, 5, tzinfo=timezone(timedelta(hours=1)))
 ONLINE = DeviceStatus(battery_percent=82, link=LinkState.CONNECTED)
@@ -304,13 +304,13 @@ def test_a_known_offline_link_answers_at_once() -> None:
 
 
 def test_every_decision_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="glasses_agent.router"):
+    with caplog.at_level(logging.INFO, logger="glasses_agent.edge.router"):
         decisions: list[Decision] = [
             route(query("what time is it"), now=NOW, device=ONLINE),
             route(query("who wrote Hamlet?"), now=NOW, device=ONLINE),
             offline_fallback(query("who wrote Hamlet?"), now=NOW, device=ONLINE),
         ]
-    records = [r for r in caplog.records if r.name == "glasses_agent.router"]
+    records = [r for r in caplog.records if r.name == "glasses_agent.edge.router"]
     assert len(records) == len(decisions)
     for record, decision in zip(records, decisions, strict=True):
         assert record.__dict__["reason"] == decision.reason != ""
@@ -328,7 +328,7 @@ def test_facts_without_perception_and_decisions_are_frozen() -> None:
 
 
 def test_public_exports() -> None:
-    import glasses_agent.router as router
+    import glasses_agent.edge.router as router
 
     assert len(set(router.__all__)) == len(router.__all__)
     for name in router.__all__:

@@ -197,7 +197,7 @@ def test_barge_in_stops_playback_and_tells_the_cloud_what_was_heard(tmp_path: Pa
 
 
 def test_the_assistant_does_not_hear_its_own_voice(tmp_path: Path) -> None:
-    from glasses_agent.speech.echo import AcousticPath
+    from glasses_agent.edge.speech.echo import AcousticPath
 
     # Every utterance is taken as a question here (follow-up armed), so only the echo
     # guard stands between the answer coming back through the microphone and a new turn.

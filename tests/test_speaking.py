@@ -11,11 +11,11 @@ import soundfile
 import soxr
 
 from glasses_agent.config import TtsConfig
+from glasses_agent.edge.speech.echo import AcousticPath, EchoCanceller
+from glasses_agent.edge.speech.playback import SoundDeviceSink, WavFileSink
+from glasses_agent.edge.speech.speaker import Speaker
+from glasses_agent.edge.speech.tts import EspeakTts, SentenceSplitter, make_tts
 from glasses_agent.errors import BadInputError, DeviceUnavailableError
-from glasses_agent.speech.echo import AcousticPath, EchoCanceller
-from glasses_agent.speech.playback import SoundDeviceSink, WavFileSink
-from glasses_agent.speech.speaker import Speaker
-from glasses_agent.speech.tts import EspeakTts, SentenceSplitter, make_tts
 
 
 def rms(x: np.ndarray) -> float:

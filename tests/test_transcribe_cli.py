@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from test_audio_helpers import RATE_HZ, compose, speak, write_wav
 
-from glasses_agent.speech.text import word_error_rate
+from glasses_agent.edge.speech.text import word_error_rate
 
 TEXTS = ["what time is it?", "read this sign for me please"]
 

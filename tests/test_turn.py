@@ -15,6 +15,18 @@ from test_audio_helpers import RATE_HZ, compose, speak, speech_extent, write_wav
 
 from edge_models.registry import get_spec
 from glasses_agent.config import Config, TurnConfig, WakeConfig
+from glasses_agent.edge.sources import FileAudioSource
+from glasses_agent.edge.speech.asr import WhisperAsr
+from glasses_agent.edge.speech.pipeline import build_listener, flush_pipeline
+from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.edge.speech.turn import (
+    SmartTurn,
+    TurnStage,
+    check_turn_config,
+    load_turn_session,
+    text_verdict,
+    whisper_log_mel,
+)
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import (
     AudioChunk,
@@ -24,18 +36,6 @@ from glasses_agent.frames import (
     SpeechResumed,
     Transcript,
     Utterance,
-)
-from glasses_agent.sources import FileAudioSource
-from glasses_agent.speech.asr import WhisperAsr
-from glasses_agent.speech.pipeline import build_listener, flush_pipeline
-from glasses_agent.speech.text import word_error_rate
-from glasses_agent.speech.turn import (
-    SmartTurn,
-    TurnStage,
-    check_turn_config,
-    load_turn_session,
-    text_verdict,
-    whisper_log_mel,
 )
 
 DEFAULT = Config()

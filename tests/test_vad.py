@@ -12,6 +12,10 @@ from test_audio_helpers import RATE_HZ, compose, speak, with_noise, write_wav
 from edge_models.registry import get_spec
 from glasses_agent.clock import ManualClock
 from glasses_agent.config import VadConfig
+from glasses_agent.edge.sources import FileAudioSource
+from glasses_agent.edge.speech.endpoint import Endpointer
+from glasses_agent.edge.speech.pipeline import run_source
+from glasses_agent.edge.speech.vad import SileroVad, VadStage, load_vad_session
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import (
     AudioChunk,
@@ -23,10 +27,6 @@ from glasses_agent.frames import (
     SpeechStarted,
     Utterance,
 )
-from glasses_agent.sources import FileAudioSource
-from glasses_agent.speech.endpoint import Endpointer
-from glasses_agent.speech.pipeline import run_source
-from glasses_agent.speech.vad import SileroVad, VadStage, load_vad_session
 from glasses_agent.stages import Pipeline
 
 TOLERANCE_S = 0.150

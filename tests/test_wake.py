@@ -14,18 +14,18 @@ import soundfile
 from test_audio_helpers import RATE_HZ, compose, speak, write_wav
 
 from glasses_agent.config import Config, WakeConfig
-from glasses_agent.errors import BadInputError
-from glasses_agent.frames import ButtonPressed, Frame, Transcript, Utterance, WakeDetected
-from glasses_agent.sources import FileAudioSource
-from glasses_agent.speech.asr import WhisperAsr
-from glasses_agent.speech.pipeline import build_listener, run_source
-from glasses_agent.speech.text import word_error_rate
-from glasses_agent.speech.wake import (
+from glasses_agent.edge.sources import FileAudioSource
+from glasses_agent.edge.speech.asr import WhisperAsr
+from glasses_agent.edge.speech.pipeline import build_listener, run_source
+from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.edge.speech.wake import (
     OPENWAKEWORD_LICENSE_NOTICE,
     make_wake_gate,
     phrase_score,
     strip_wake_phrase,
 )
+from glasses_agent.errors import BadInputError
+from glasses_agent.frames import ButtonPressed, Frame, Transcript, Utterance, WakeDetected
 
 # Speech without the wake phrase, confusable starts included. Measured with the
 # default engine (phrase, forced-phrase score, threshold 0.5): 0 false accepts on

@@ -29,8 +29,8 @@ __all__ = ["register", "run"]
 
 def _check_inputs(image: Path, audio: Path) -> None:
     """Before any model loads: both files there and of the right kind."""
-    from glasses_agent.sources.audio import probe_audio_file
-    from glasses_agent.sources.camera import read_image
+    from glasses_agent.edge.sources.audio import probe_audio_file
+    from glasses_agent.edge.sources.camera import read_image
 
     read_image(image)
     probe_audio_file(audio)

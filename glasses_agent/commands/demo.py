@@ -21,12 +21,12 @@ SAMPLE = "hey_glasses.wav"
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    from glasses_agent.edge.sources.audio import FileAudioSource
+    from glasses_agent.edge.speech.asr import WhisperAsr
+    from glasses_agent.edge.speech.cli import format_transcript, transcript_dict
+    from glasses_agent.edge.speech.pipeline import build_listener, build_transcriber, run_source
+    from glasses_agent.edge.speech.wake import strip_wake_phrase
     from glasses_agent.frames import Transcript, WakeDetected
-    from glasses_agent.sources.audio import FileAudioSource
-    from glasses_agent.speech.asr import WhisperAsr
-    from glasses_agent.speech.cli import format_transcript, transcript_dict
-    from glasses_agent.speech.pipeline import build_listener, build_transcriber, run_source
-    from glasses_agent.speech.wake import strip_wake_phrase
 
     with as_file(files("glasses_agent.data").joinpath(SAMPLE)) as path:
         source = FileAudioSource(path)

@@ -48,7 +48,7 @@ class Inputs:
 def open_mic(spec: str, config: Config, *, clock: Clock) -> tuple[Iterable[AudioChunk], bool]:
     """(chunks, live): a file when ``spec`` names one, else a microphone (opened now, so a
     missing one is an error here)."""
-    from glasses_agent.sources.audio import FileAudioSource, MicrophoneSource
+    from glasses_agent.edge.sources.audio import FileAudioSource, MicrophoneSource
 
     path = Path(spec).expanduser() if spec else None
     if path is not None and (path.exists() or path.suffix or "/" in spec):
@@ -59,7 +59,7 @@ def open_mic(spec: str, config: Config, *, clock: Clock) -> tuple[Iterable[Audio
 
 def _check_camera(source: str) -> None:
     """A file source is read once here, so a missing or broken one is one line now."""
-    from glasses_agent.sources.camera import open_camera
+    from glasses_agent.edge.sources.camera import open_camera
 
     reader = open_camera(source)
     try:
@@ -83,15 +83,15 @@ def build_runtime(
     from edge_models.faces import FaceDetector
     from glasses_agent.edge.client import EdgeClient
     from glasses_agent.edge.memory import open_memory
+    from glasses_agent.edge.perception.loop import Perceiver
+    from glasses_agent.edge.perception.privacy import FaceRedactor
     from glasses_agent.edge.seeing import Eyes
-    from glasses_agent.perception.loop import Perceiver
-    from glasses_agent.perception.privacy import FaceRedactor
-    from glasses_agent.sources.camera import CameraCapture, PrivacySwitch
-    from glasses_agent.speech.asr import WhisperAsr
-    from glasses_agent.speech.pipeline import build_listener
-    from glasses_agent.speech.playback import AudioSink, SilentSink, open_sink
-    from glasses_agent.speech.speaker import Speaker
-    from glasses_agent.speech.tts import make_tts
+    from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
+    from glasses_agent.edge.speech.asr import WhisperAsr
+    from glasses_agent.edge.speech.pipeline import build_listener
+    from glasses_agent.edge.speech.playback import AudioSink, SilentSink, open_sink
+    from glasses_agent.edge.speech.speaker import Speaker
+    from glasses_agent.edge.speech.tts import make_tts
 
     say = notice or (lambda text: print(text, file=sys.stderr))
     clock = clock or MonotonicClock()

@@ -45,6 +45,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 from glasses_agent import __version__
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import CloudConfig
+from glasses_agent.edge.router import facts_from_perception
 from glasses_agent.errors import BadInputError, GlassesError
 from glasses_agent.frames import LinkState, Query
 from glasses_agent.protocol import (
@@ -66,7 +67,6 @@ from glasses_agent.protocol import (
     QueryRequest,
     SessionOpened,
 )
-from glasses_agent.router import facts_from_perception
 from glasses_agent.transport import Transport
 
 __all__ = [

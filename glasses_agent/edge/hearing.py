@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasses_agent.clock import Clock
+from glasses_agent.edge.speech.echo import AcousticPath, EchoCanceller
+from glasses_agent.edge.speech.pipeline import flush_pipeline
+from glasses_agent.edge.speech.playback import AudioSink
+from glasses_agent.edge.speech.vad import VadStage
+from glasses_agent.edge.speech.wake import WakeGate
 from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
-from glasses_agent.speech.echo import AcousticPath, EchoCanceller
-from glasses_agent.speech.pipeline import flush_pipeline
-from glasses_agent.speech.playback import AudioSink
-from glasses_agent.speech.vad import VadStage
-from glasses_agent.speech.wake import WakeGate
 from glasses_agent.stages import Pipeline
 
 __all__ = ["EchoStage", "HearingThread"]

@@ -48,9 +48,9 @@ from types import TracebackType
 from typing import Any, Final
 
 from glasses_agent.config import MemoryConfig
+from glasses_agent.edge.router.decision import Note
 from glasses_agent.errors import BadInputError
 from glasses_agent.protocol import Facts, ProtocolError
-from glasses_agent.router.decision import Note
 
 __all__ = [
     "SCHEMA_VERSION",

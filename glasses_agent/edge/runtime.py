@@ -54,10 +54,8 @@ from glasses_agent.edge.events import (
 from glasses_agent.edge.hearing import Heard as HeardFrame
 from glasses_agent.edge.hearing import HearingThread
 from glasses_agent.edge.memory import MemoryStore
-from glasses_agent.edge.seeing import Eyes
-from glasses_agent.frames import AudioChunk, LinkState, Perception, Query, SpeechStarted, Transcript
-from glasses_agent.perception.privacy import PrivacyOnError
-from glasses_agent.router import (
+from glasses_agent.edge.perception.privacy import PrivacyOnError
+from glasses_agent.edge.router import (
     Decision,
     DeviceStatus,
     classify,
@@ -66,8 +64,10 @@ from glasses_agent.router import (
     route,
     skill_named,
 )
-from glasses_agent.speech.speaker import Speaker
-from glasses_agent.speech.wake import strip_wake_phrase
+from glasses_agent.edge.seeing import Eyes
+from glasses_agent.edge.speech.speaker import Speaker
+from glasses_agent.edge.speech.wake import strip_wake_phrase
+from glasses_agent.frames import AudioChunk, LinkState, Perception, Query, SpeechStarted, Transcript
 from glasses_agent.stages import Pipeline
 
 __all__ = ["Runtime", "RuntimeOptions", "TurnResult"]

@@ -20,12 +20,12 @@ import threading
 from collections.abc import Callable
 
 from glasses_agent.clock import Clock
+from glasses_agent.edge.perception.keyframe import sharpness
+from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop
+from glasses_agent.edge.perception.privacy import FaceRedactor
+from glasses_agent.edge.router import Keyframe
+from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
 from glasses_agent.frames import Perception, VideoFrame
-from glasses_agent.perception.keyframe import sharpness
-from glasses_agent.perception.loop import Perceiver, PerceptionLoop
-from glasses_agent.perception.privacy import FaceRedactor
-from glasses_agent.router import Keyframe
-from glasses_agent.sources.camera import CameraCapture, PrivacySwitch
 
 __all__ = ["Eyes"]
 

@@ -6,23 +6,23 @@ and are loaded only when asked for (``Perceiver.from_config``); OpenCV is
 imported on first use.
 """
 
-from glasses_agent.perception.barcodes import BarcodeScanner
-from glasses_agent.perception.keyframe import choose_keyframe, sharpness
-from glasses_agent.perception.loop import LoopStats, Perceiver, PerceptionLoop
-from glasses_agent.perception.privacy import (
+from glasses_agent.edge.perception.barcodes import BarcodeScanner
+from glasses_agent.edge.perception.keyframe import choose_keyframe, sharpness
+from glasses_agent.edge.perception.loop import LoopStats, Perceiver, PerceptionLoop
+from glasses_agent.edge.perception.privacy import (
     FaceRedactor,
     OutgoingImage,
     PrivacyOnError,
     blur_regions,
 )
-from glasses_agent.perception.recognition import (
+from glasses_agent.edge.perception.recognition import (
     NOT_SURE,
     SceneRecognizer,
     center_crop,
     describe_view,
     in_view,
 )
-from glasses_agent.perception.text import find_prices, find_times, read_text, reading_order
+from glasses_agent.edge.perception.text import find_prices, find_times, read_text, reading_order
 
 __all__ = [
     "NOT_SURE",

@@ -28,7 +28,7 @@ STILL_MAX_SIDE_PX = 1920
 
 def _sample_video(path: Path, frames: int, config: Config) -> tuple[list[VideoFrame], int]:
     """Up to ``frames`` frames spread evenly over the video, and its frame count."""
-    from glasses_agent.sources.camera import VideoFileReader, iter_frames
+    from glasses_agent.edge.sources.camera import VideoFileReader, iter_frames
 
     reader = VideoFileReader(path, width=config.camera.width, height=config.camera.height)
     try:
@@ -43,8 +43,8 @@ def _sample_video(path: Path, frames: int, config: Config) -> tuple[list[VideoFr
 
 def _load(path: Path, frames: int, config: Config) -> tuple[VideoFrame, dict[str, Any]]:
     """The frame to perceive and what to say about where it came from."""
-    from glasses_agent.perception.keyframe import choose_keyframe, sharpness
-    from glasses_agent.sources.camera import IMAGE_SUFFIXES, fit_within, read_image
+    from glasses_agent.edge.perception.keyframe import choose_keyframe, sharpness
+    from glasses_agent.edge.sources.camera import IMAGE_SUFFIXES, fit_within, read_image
 
     if not path.exists():
         raise BadInputError(f"file not found: {path}")
@@ -72,9 +72,9 @@ def _load(path: Path, frames: int, config: Config) -> tuple[VideoFrame, dict[str
 
 def look(path: str | Path, config: Config, *, frames: int = 12) -> dict[str, Any]:
     """What the glasses see in the image or video at ``path``, as plain data."""
-    from glasses_agent.perception.loop import Perceiver
-    from glasses_agent.perception.recognition import NOT_SURE, in_view
-    from glasses_agent.perception.text import find_prices, find_times
+    from glasses_agent.edge.perception.loop import Perceiver
+    from glasses_agent.edge.perception.recognition import NOT_SURE, in_view
+    from glasses_agent.edge.perception.text import find_prices, find_times
 
     if config.perception.privacy:
         raise BadInputError("the privacy switch is on ([perception] privacy = true): "

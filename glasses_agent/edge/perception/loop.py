@@ -27,15 +27,15 @@ import numpy as np
 import numpy.typing as npt
 
 from glasses_agent.clock import Clock
+from glasses_agent.edge.perception.keyframe import choose_keyframe
+from glasses_agent.edge.perception.recognition import ClassifierLike, SceneRecognizer
+from glasses_agent.edge.perception.text import TextReaderLike, read_text
+from glasses_agent.edge.sources.camera import CameraCapture, Mailbox, PrivacySwitch
 from glasses_agent.frames import Barcode, Frame, Label, Perception, TextLine, VideoFrame
-from glasses_agent.perception.keyframe import choose_keyframe
-from glasses_agent.perception.recognition import ClassifierLike, SceneRecognizer
-from glasses_agent.perception.text import TextReaderLike, read_text
-from glasses_agent.sources.camera import CameraCapture, Mailbox, PrivacySwitch
 
 if TYPE_CHECKING:
     from glasses_agent.config import Config
-    from glasses_agent.perception.privacy import FaceDetectorLike
+    from glasses_agent.edge.perception.privacy import FaceDetectorLike
 
 __all__ = ["LoopStats", "PerceptionLoop", "Perceiver", "percentile_ms"]
 
@@ -80,7 +80,7 @@ class Perceiver:
         from edge_models.faces import FaceDetector
         from edge_models.ocr import TextReader
         from edge_models.recognition import Classifier
-        from glasses_agent.perception.barcodes import BarcodeScanner
+        from glasses_agent.edge.perception.barcodes import BarcodeScanner
 
         p, m = config.perception, config.models
         return cls(

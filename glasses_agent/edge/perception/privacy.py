@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_models.opencv import cv2 as _cv2
+from glasses_agent.edge.sources.camera import PrivacySwitch
 from glasses_agent.errors import BadInputError, GlassesError
-from glasses_agent.sources.camera import PrivacySwitch
 
 if TYPE_CHECKING:
     from glasses_agent.config import Config

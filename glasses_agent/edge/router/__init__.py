@@ -7,11 +7,11 @@ does not answer. No clock, no I/O: time and state are arguments. What the
 glasses answer themselves is a list of skills (``router.skills.SKILLS``).
 """
 
-from glasses_agent.router.decision import Action, Decision, DeviceStatus, Keyframe, Kind, Note
-from glasses_agent.router.facts import facts_from_perception
-from glasses_agent.router.language import is_visual, normalize
-from glasses_agent.router.policy import offline_fallback, route
-from glasses_agent.router.skills import SKILLS, Answer, Context, Skill, classify, skill_named
+from glasses_agent.edge.router.decision import Action, Decision, DeviceStatus, Keyframe, Kind, Note
+from glasses_agent.edge.router.facts import facts_from_perception
+from glasses_agent.edge.router.language import is_visual, normalize
+from glasses_agent.edge.router.policy import offline_fallback, route
+from glasses_agent.edge.router.skills import SKILLS, Answer, Context, Skill, classify, skill_named
 
 __all__ = [
     "SKILLS",

@@ -3,7 +3,7 @@
 Pure policy. ``route`` takes the query, the wall-clock time (``now``), the
 device's state and the candidate keyframes as arguments, reads no clock, does
 no I/O, and returns a ``Decision``; every decision is logged (logger
-``glasses_agent.router``) with its rule and reason, which the decision also
+``glasses_agent.edge.router``) with its rule and reason, which the decision also
 carries. ``offline_fallback`` is the best on-device answer for a query the
 cloud could not answer (timeout, offline), said as such.
 
@@ -32,17 +32,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from glasses_agent.config import RouterConfig
+from glasses_agent.edge.perception.keyframe import pick_keyframe
+from glasses_agent.edge.router.decision import Decision, DeviceStatus, Keyframe, Kind
+from glasses_agent.edge.router.facts import facts_from_perception
+from glasses_agent.edge.router.language import is_visual, normalize, read_out, spoken_barcode
+from glasses_agent.edge.router.skills import Answer, Context, classify, skill_named
 from glasses_agent.frames import LinkState, Query
-from glasses_agent.perception.keyframe import pick_keyframe
-from glasses_agent.router.decision import Decision, DeviceStatus, Keyframe, Kind
-from glasses_agent.router.facts import facts_from_perception
-from glasses_agent.router.language import is_visual, normalize, read_out, spoken_barcode
-from glasses_agent.router.skills import Answer, Context, classify, skill_named
 from glasses_agent.spoken import article
 
 __all__ = ["offline_fallback", "route"]
 
-logger = logging.getLogger("glasses_agent.router")
+logger = logging.getLogger("glasses_agent.edge.router")
 
 _DEFAULT_CONFIG = RouterConfig()
 

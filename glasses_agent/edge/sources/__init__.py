@@ -1,6 +1,6 @@
 """Sources: where frames come from (microphone and audio files; camera and images)."""
 
-from glasses_agent.sources.audio import (
+from glasses_agent.edge.sources.audio import (
     AudioSource,
     FileAudioSource,
     MicrophoneSource,
@@ -8,7 +8,7 @@ from glasses_agent.sources.audio import (
     probe_audio_file,
     read_audio_file,
 )
-from glasses_agent.sources.camera import (
+from glasses_agent.edge.sources.camera import (
     CameraCapture,
     CaptureStats,
     FrameReader,

@@ -10,7 +10,7 @@ Every source is a ``FrameReader`` (``open_camera`` picks one from a
   each frame into a one-slot ``Mailbox``: a newer frame replaces one that no
   one took (counted as dropped), so capture never blocks behind a slow model
   and nothing queues ("latest frame wins"). A small ring of recent frames is
-  kept for keyframe choice (``glasses_agent.perception.keyframe``).
+  kept for keyframe choice (``glasses_agent.edge.perception.keyframe``).
 
 A ``PrivacySwitch`` turns the camera path off: while it is on, the capture
 thread reads nothing and holds no device (a webcam is released, so its LED goes
@@ -433,7 +433,7 @@ class Mailbox(Generic[T]):
 class PrivacySwitch:
     """The wearer's privacy switch: while on, the camera path is off (a runtime toggle).
 
-    Thread-safe. ``glasses_agent.perception`` checks it too: no perception runs
+    Thread-safe. ``glasses_agent.edge.perception`` checks it too: no perception runs
     and no image leaves the device while it is on.
     """
 

@@ -3,18 +3,18 @@
 Heavy imports (faster-whisper, onnxruntime) happen only when a model is loaded.
 """
 
-from glasses_agent.speech.asr import AsrStage, WhisperAsr, whisper_base_dir
-from glasses_agent.speech.endpoint import Endpointer
-from glasses_agent.speech.pipeline import (
+from glasses_agent.edge.speech.asr import AsrStage, WhisperAsr, whisper_base_dir
+from glasses_agent.edge.speech.endpoint import Endpointer
+from glasses_agent.edge.speech.pipeline import (
     build_listener,
     build_transcriber,
     flush_pipeline,
     run_source,
 )
-from glasses_agent.speech.text import word_error_rate
-from glasses_agent.speech.turn import SmartTurn, TurnStage, load_turn_session, text_verdict
-from glasses_agent.speech.vad import SileroVad, VadStage, load_vad_session
-from glasses_agent.speech.wake import (
+from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.edge.speech.turn import SmartTurn, TurnStage, load_turn_session, text_verdict
+from glasses_agent.edge.speech.vad import SileroVad, VadStage, load_vad_session
+from glasses_agent.edge.speech.wake import (
     OpenWakeWordSpotter,
     PhraseSpotter,
     WakeGate,

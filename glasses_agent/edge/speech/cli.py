@@ -56,7 +56,7 @@ def print_frames(frames: Iterable[Frame], *, as_json: bool, show_wake: bool = Fa
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from glasses_agent.sources.audio import FileAudioSource
+    from glasses_agent.edge.sources.audio import FileAudioSource
 
     source = FileAudioSource(args.path)  # checks the file before any model loads
     asr_config = config.asr
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         asr_config = dataclasses.replace(asr_config, language=args.language)
     config = dataclasses.replace(config, asr=asr_config)
 
-    from glasses_agent.speech.asr import WhisperAsr
-    from glasses_agent.speech.pipeline import build_transcriber, run_source
+    from glasses_agent.edge.speech.asr import WhisperAsr
+    from glasses_agent.edge.speech.pipeline import build_transcriber, run_source
 
     asr = WhisperAsr(config.asr)
     pipeline = build_transcriber(config, asr=asr)
@@ -85,10 +85,10 @@ def _taps_from_stdin(taps: queue.Queue[float], clock: Any) -> None:
 
 def listen(args: argparse.Namespace, config: Config) -> int:
     from glasses_agent.clock import MonotonicClock
+    from glasses_agent.edge.sources.audio import MicrophoneSource
+    from glasses_agent.edge.speech.pipeline import build_listener, run_source
+    from glasses_agent.edge.speech.wake import strip_wake_phrase
     from glasses_agent.frames import ButtonPressed
-    from glasses_agent.sources.audio import MicrophoneSource
-    from glasses_agent.speech.pipeline import build_listener, run_source
-    from glasses_agent.speech.wake import strip_wake_phrase
 
     clock = MonotonicClock()
     device = config.audio.input_device if args.device is None else args.device

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 from glasses_agent.clock import Clock, ManualClock
 from glasses_agent.config import Config
+from glasses_agent.edge.speech.asr import AsrStage, WhisperAsr
+from glasses_agent.edge.speech.turn import TurnStage, check_turn_config
+from glasses_agent.edge.speech.vad import VadStage
+from glasses_agent.edge.speech.wake import WakeGate, make_wake_gate
 from glasses_agent.frames import AudioChunk, Frame
-from glasses_agent.speech.asr import AsrStage, WhisperAsr
-from glasses_agent.speech.turn import TurnStage, check_turn_config
-from glasses_agent.speech.vad import VadStage
-from glasses_agent.speech.wake import WakeGate, make_wake_gate
 from glasses_agent.stages import Pipeline
 
 __all__ = ["build_listener", "build_transcriber", "flush_pipeline", "run_source"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glasses_agent.speech.playback import AudioSink
-from glasses_agent.speech.tts import SentenceSplitter, TtsEngine
+from glasses_agent.edge.speech.playback import AudioSink
+from glasses_agent.edge.speech.tts import SentenceSplitter, TtsEngine
 
 __all__ = ["Speaker", "Spoken"]
 

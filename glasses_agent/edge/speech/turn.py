@@ -53,6 +53,9 @@ from typing import Any, Literal
 import numpy as np
 
 from glasses_agent.config import ModelsConfig, TurnConfig
+from glasses_agent.edge.speech.asr import WhisperAsr
+from glasses_agent.edge.speech.text import words_of
+from glasses_agent.edge.speech.wake import phrase_as_written, strip_wake_phrase
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import (
     AudioChunk,
@@ -66,9 +69,6 @@ from glasses_agent.frames import (
     Utterance,
     WakeDetected,
 )
-from glasses_agent.speech.asr import WhisperAsr
-from glasses_agent.speech.text import words_of
-from glasses_agent.speech.wake import phrase_as_written, strip_wake_phrase
 
 __all__ = [
     "ENGINES",

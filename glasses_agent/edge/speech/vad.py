@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from glasses_agent.config import ModelsConfig, VadConfig
+from glasses_agent.edge.speech.endpoint import Endpointer
 from glasses_agent.frames import AudioChunk, ButtonPressed, FloatArray, Frame
-from glasses_agent.speech.endpoint import Endpointer
 
 __all__ = [
     "CONTEXT_SAMPLES",

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from glasses_agent.config import ModelsConfig, WakeConfig
+from glasses_agent.edge.speech.text import edit_distance, words_of
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import (
     AudioChunk,
@@ -70,7 +71,6 @@ from glasses_agent.frames import (
     Utterance,
     WakeDetected,
 )
-from glasses_agent.speech.text import edit_distance, words_of
 
 __all__ = [
     "ENGINES",

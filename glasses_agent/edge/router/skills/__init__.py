@@ -8,14 +8,14 @@ also match its questions. docs/architecture.md walks through an example.
 
 from __future__ import annotations
 
-from glasses_agent.router.language import normalize
-from glasses_agent.router.skills.base import Answer, Context, Skill
-from glasses_agent.router.skills.camera import BARCODE, IDENTIFY, PRICE, READ_TEXT
-from glasses_agent.router.skills.clock import DATE, TIME
-from glasses_agent.router.skills.control import STOP
-from glasses_agent.router.skills.notes import RECALL, REMEMBER
-from glasses_agent.router.skills.privacy import PRIVACY_OFF, PRIVACY_ON, PRIVACY_STATUS
-from glasses_agent.router.skills.status import DEVICE_STATUS
+from glasses_agent.edge.router.language import normalize
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
+from glasses_agent.edge.router.skills.camera import BARCODE, IDENTIFY, PRICE, READ_TEXT
+from glasses_agent.edge.router.skills.clock import DATE, TIME
+from glasses_agent.edge.router.skills.control import STOP
+from glasses_agent.edge.router.skills.notes import RECALL, REMEMBER
+from glasses_agent.edge.router.skills.privacy import PRIVACY_OFF, PRIVACY_ON, PRIVACY_STATUS
+from glasses_agent.edge.router.skills.status import DEVICE_STATUS
 
 __all__ = ["SKILLS", "Answer", "Context", "Skill", "classify", "skill_named"]
 

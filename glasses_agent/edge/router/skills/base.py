@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from glasses_agent.config import RouterConfig
+from glasses_agent.edge.perception.recognition import in_view
+from glasses_agent.edge.router.decision import Action, DeviceStatus, Note
 from glasses_agent.frames import Barcode, Label, Perception, Query
-from glasses_agent.perception.recognition import in_view
-from glasses_agent.router.decision import Action, DeviceStatus, Note
 
 __all__ = ["Answer", "Context", "Skill"]
 

@@ -6,9 +6,9 @@ from recognition, "what is this made of" is a question for the cloud.
 
 from __future__ import annotations
 
-from glasses_agent.perception.text import price_lines
-from glasses_agent.router.language import THIS, read_out, spoken_barcode, whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
+from glasses_agent.edge.perception.text import price_lines
+from glasses_agent.edge.router.language import THIS, read_out, spoken_barcode, whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 from glasses_agent.spoken import article
 
 __all__ = ["BARCODE", "IDENTIFY", "PRICE", "READ_TEXT"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from glasses_agent.router.language import whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
+from glasses_agent.edge.router.language import whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 from glasses_agent.spoken import spoken_date, spoken_time
 
 __all__ = ["DATE", "TIME"]

@@ -3,8 +3,8 @@ said. (The runtime has already stopped speaking when the wearer began: a barge-i
 
 from __future__ import annotations
 
-from glasses_agent.router.language import whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
+from glasses_agent.edge.router.language import whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 
 __all__ = ["STOP"]
 

@@ -11,11 +11,11 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from glasses_agent.edge.router.decision import Note
+from glasses_agent.edge.router.facts import facts_from_perception
+from glasses_agent.edge.router.language import normalize, read_out, second_person, whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 from glasses_agent.protocol import Facts
-from glasses_agent.router.decision import Note
-from glasses_agent.router.facts import facts_from_perception
-from glasses_agent.router.language import normalize, read_out, second_person, whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
 from glasses_agent.spoken import spoken_date
 
 __all__ = ["RECALL", "REMEMBER"]

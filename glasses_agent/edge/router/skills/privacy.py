@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from glasses_agent.router.language import anywhere, whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
+from glasses_agent.edge.router.language import anywhere, whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 
 __all__ = ["PRIVACY_OFF", "PRIVACY_ON", "PRIVACY_STATUS"]
 

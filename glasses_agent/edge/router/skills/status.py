@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from glasses_agent.edge.router.language import anywhere, whole
+from glasses_agent.edge.router.skills.base import Answer, Context, Skill
 from glasses_agent.frames import LinkState
-from glasses_agent.router.language import anywhere, whole
-from glasses_agent.router.skills.base import Answer, Context, Skill
 
 __all__ = ["DEVICE_STATUS"]
 
