@@ -44,8 +44,8 @@ CPUS = {
     "epyc-milan": ("qemu-x86_64", "EPYC-Milan", "AMD Zen 3 (the reported CPU): AVX2, no VNNI"),
     "nehalem": ("qemu-x86_64", "Nehalem", "SSE4.2 only"),
     "arm64-max": ("qemu-aarch64", "max", "ARMv8+ with NEON, dotprod, i8mm, SVE"),
-    "arm64-a76": ("qemu-aarch64", "cortex-a76", "NEON + dotprod, no i8mm (Snapdragon 8cx-class)"),
-    "arm64-a53": ("qemu-aarch64", "cortex-a53", "NEON only, no dotprod (AR1-class little cores)"),
+    "arm64-a76": ("qemu-aarch64", "cortex-a76", "NEON + dotprod, no i8mm (Cortex-A76)"),
+    "arm64-a53": ("qemu-aarch64", "cortex-a53", "NEON only, no dotprod (Cortex-A53)"),
 }
 DEFAULT_MODELS = ("edge_models/data/efficientnet_lite0_int8.onnx",)
 # qemu-aarch64 (7.2) passes the host's x86 /proc/cpuinfo through, and onnxruntime's cpuinfo
