@@ -187,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "perception_loop",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
-        "models": {"recognition": config.perception.recognition_model,
-                   "faces": config.perception.faces,
-                   "provider": getattr(perceiver.recognizer.classifier, "provider", "?")
-                   if perceiver.recognizer else None},
+        "models": perceiver.models,
         "stream": {"seconds": args.seconds, "fps": args.fps, "frames": total,
                    "size_px": [args.width, args.height], "made_in_s": round(make_s, 1)},
         "loop": {

@@ -189,6 +189,8 @@ class Perception:
     faces: tuple[tuple[int, int, int, int], ...] = ()
     barcodes: tuple[Barcode, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # What steps added later found: name -> one short line (it travels as Facts.extra).
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
 from perception_helpers import face_detector, paste, perceiver, photo
 
 from glasses_agent.clock import ManualClock
+from glasses_agent.config import Config
+from glasses_agent.edge.perception.loop import Perceiver
+from glasses_agent.edge.perception.privacy import FaceStep
 from glasses_agent.edge.perception.recognition import (
     NOT_SURE,
     center_crop,
     describe_view,
     in_view,
 )
+from glasses_agent.edge.perception.steps import PerceptionPart
 from glasses_agent.edge.sources.camera import PrivacySwitch
 from glasses_agent.frames import Label, Perception, SpeechStarted, VideoFrame
 from glasses_agent.stages import Pipeline
@@ -98,8 +106,7 @@ def test_no_faces_on_coffee_or_a_cat(kind: str, name: str) -> None:
 def test_the_perceiver_is_a_stage() -> None:
     clock = ManualClock(10.0)
     privacy = PrivacySwitch()
-    models = perceiver()
-    stage = type(models)(face_detector=face_detector("haar"), privacy=privacy)
+    stage = Perceiver([FaceStep(face_detector("haar"), kind="haar")], privacy=privacy)
     pipeline = Pipeline([stage])
     frame = _frame(photo("grace_hopper"), t=9.5)
     out = pipeline.push(frame, clock.now_s())
@@ -110,6 +117,36 @@ def test_the_perceiver_is_a_stage() -> None:
     assert pipeline.push(other, clock.now_s()) == [other]
     privacy.set(True)
     assert pipeline.push(frame, clock.now_s()) == []  # the camera path is off
+
+
+def test_a_perception_model_is_a_step_and_one_line_registers_it(monkeypatch: Any) -> None:
+    """The walkthrough in docs/architecture.md: a new step, registered by one line, reaches
+    the perception (and so the facts the cloud gets, and the prompt)."""
+    import glasses_agent.edge.perception.steps as steps
+
+    class Brightness:
+        name = "brightness"
+        models = ()
+
+        def run(self, image_bgr: Any) -> PerceptionPart:
+            level = float(image_bgr.mean()) / 255
+            return PerceptionPart(extra={"light": "bright" if level > 0.5 else "dim"})
+
+    module = type(sys)("brightness_step")
+    module.create = lambda config: Brightness()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "brightness_step", module)
+    monkeypatch.setattr(steps, "STEPS", (*steps.STEPS[2:3],
+                                         ("brightness", "brightness_step:create")))
+    perceiver = Perceiver.from_config(Config())
+    assert [s.name for s in perceiver.steps] == ["faces", "brightness"]
+    seen = perceiver.perceive(_frame(photo("astronaut"), t=1.0))
+    assert seen.extra == {"light": "dim"} and set(seen.timings_ms) == {"faces", "brightness"}
+    from datetime import datetime
+
+    from glasses_agent.edge.router import facts_from_perception
+
+    facts = facts_from_perception(seen, now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert facts.extra == {"light": "dim"}
 
 
 def test_public_exports() -> None:

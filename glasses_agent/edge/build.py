@@ -80,11 +80,10 @@ def build_runtime(
     notice: Callable[[str], None] | None = None,
 ) -> Runtime:
     """The runtime for ``inputs``; ``cloud`` None: offline (answers on the device only)."""
-    from edge_models.faces import FaceDetector
     from glasses_agent.edge.client import EdgeClient
     from glasses_agent.edge.memory import open_memory
     from glasses_agent.edge.perception.loop import Perceiver
-    from glasses_agent.edge.perception.privacy import FaceRedactor
+    from glasses_agent.edge.perception.privacy import FaceRedactor, FaceStep
     from glasses_agent.edge.seeing import Eyes
     from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
     from glasses_agent.edge.speech.asr import WhisperAsr
@@ -116,8 +115,8 @@ def build_runtime(
         camera = dataclasses.replace(config.camera, source=inputs.camera)
         capture = CameraCapture.from_config(camera, clock=clock, privacy=privacy)
         perceiver = Perceiver.from_config(config, privacy=privacy)
-        detector = perceiver.face_detector if isinstance(perceiver.face_detector,
-                                                         FaceDetector) else None
+        faces = perceiver.step("faces")
+        detector = faces.detector if isinstance(faces, FaceStep) else None
         redactor = FaceRedactor.from_config(config, privacy=privacy, detector=detector)
         eyes = Eyes(capture, perceiver, redactor, clock=clock)
         models["vision"] = config.perception.recognition_model

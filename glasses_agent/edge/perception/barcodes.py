@@ -22,15 +22,19 @@ blur, noise, JPEG) and on plain photos:
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_models.opencv import cv2 as _cv2
+from glasses_agent.edge.perception.steps import PerceptionPart
 from glasses_agent.frames import Barcode
 
-__all__ = ["BarcodeScanner", "ean_check_digit", "valid_ean"]
+if TYPE_CHECKING:
+    from glasses_agent.config import Config
+
+__all__ = ["BarcodeScanner", "BarcodeStep", "create_step", "ean_check_digit", "valid_ean"]
 
 UInt8Array = npt.NDArray[np.uint8]
 _EAN_TYPES = {"EAN_13", "EAN_8", "UPC_A", "UPC_E"}
@@ -130,3 +134,21 @@ class BarcodeScanner:
         for code in found:
             unique.setdefault((code.type, code.data), code)
         return tuple(sorted(unique.values(), key=lambda c: (c.box[1], c.box[0])))
+
+
+class BarcodeStep:
+    """The perception step: EAN/UPC barcodes and QR codes (OpenCV's detectors)."""
+
+    name = "barcodes"
+    models = ()
+
+    def __init__(self, scanner: BarcodeScanner) -> None:
+        self.scanner = scanner
+
+    def run(self, image_bgr: UInt8Array) -> PerceptionPart:
+        return PerceptionPart(barcodes=self.scanner.scan(image_bgr))
+
+
+def create_step(config: Config) -> BarcodeStep | None:
+    """None with ``[perception] barcodes`` off."""
+    return BarcodeStep(BarcodeScanner()) if config.perception.barcodes else None

@@ -1,7 +1,8 @@
 """The perception loop: the newest camera frame -> a ``Perception``, as fast as the models go.
 
-``Perceiver`` does the work for one frame (recognition on the whole frame and
-its centre, OCR, faces, barcodes; each timed) and is also a stage:
+``Perceiver`` does the work for one frame (its perception steps, registered in
+``perception/steps.py``: recognition on the whole frame and its centre, OCR,
+faces, barcodes; each timed) and is also a stage:
 ``process(VideoFrame, now_s)`` returns the frame and its ``Perception``.
 
 ``PerceptionLoop`` couples it to a ``CameraCapture``: it takes the newest frame
@@ -21,109 +22,71 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from glasses_agent.clock import Clock
 from glasses_agent.edge.perception.keyframe import choose_keyframe
-from glasses_agent.edge.perception.recognition import ClassifierLike, SceneRecognizer
-from glasses_agent.edge.perception.text import TextReaderLike, read_text
+from glasses_agent.edge.perception.steps import PerceptionStep, build_steps
 from glasses_agent.edge.sources.camera import CameraCapture, Mailbox, PrivacySwitch
-from glasses_agent.frames import Barcode, Frame, Label, Perception, TextLine, VideoFrame
+from glasses_agent.frames import Frame, Perception, VideoFrame
 
 if TYPE_CHECKING:
     from glasses_agent.config import Config
-    from glasses_agent.edge.perception.privacy import FaceDetectorLike
 
 __all__ = ["LoopStats", "PerceptionLoop", "Perceiver", "percentile_ms"]
 
 UInt8Array = npt.NDArray[np.uint8]
 
 
-class BarcodeScannerLike(Protocol):
-    def scan(self, image_bgr: UInt8Array) -> tuple[Barcode, ...]: ...
-
-
 class Perceiver:
-    """What one frame shows. Any model left out (None) is skipped.
+    """What one frame shows: each perception step in turn, timed, their parts merged.
 
     A stage: ``process`` turns a ``VideoFrame`` into ``[frame, Perception]`` and
     passes other frames through; with the privacy switch on, a ``VideoFrame``
     goes no further (it is not even passed on).
     """
 
-    def __init__(
-        self,
-        *,
-        classifier: ClassifierLike | None = None,
-        text_reader: TextReaderLike | None = None,
-        face_detector: FaceDetectorLike | None = None,
-        barcode_scanner: BarcodeScannerLike | None = None,
-        center_crop_fraction: float = 0.5,
-        top_k: int = 5,
-        min_text_score: float = 0.5,
-        privacy: PrivacySwitch | None = None,
-    ) -> None:
-        self.recognizer = (SceneRecognizer(classifier, center_crop_fraction=center_crop_fraction,
-                                           top_k=top_k) if classifier is not None else None)
-        self.text_reader = text_reader
-        self.face_detector = face_detector
-        self.barcode_scanner = barcode_scanner
-        self.min_text_score = min_text_score
+    def __init__(self, steps: Sequence[PerceptionStep], *,
+                 privacy: PrivacySwitch | None = None) -> None:
+        names = [step.name for step in steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"perception steps must have distinct names, not {names}")
+        self.steps = tuple(steps)
         self.privacy = privacy
 
     @classmethod
     def from_config(cls, config: Config, *, privacy: PrivacySwitch | None = None) -> Perceiver:
-        """The models that ``[perception]`` asks for, on ``[models]``' providers and threads."""
-        from edge_models.faces import FaceDetector
-        from edge_models.ocr import TextReader
-        from edge_models.recognition import Classifier
-        from glasses_agent.edge.perception.barcodes import BarcodeScanner
+        """The steps registered in ``perception.steps.STEPS`` that ``[perception]`` turns on,
+        their models on ``[models]``' providers and threads."""
+        return cls(build_steps(config), privacy=privacy)
 
-        p, m = config.perception, config.models
-        return cls(
-            classifier=Classifier(model=p.recognition_model, providers=m.providers,
-                                  intra_op_threads=m.intra_op_threads, int8=m.int8),
-            text_reader=(TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads,
-                                    int8=m.int8 if p.ocr_int8 else "never") if p.ocr else None),
-            face_detector=FaceDetector(kind=p.faces, providers=m.providers,
-                                       intra_op_threads=m.intra_op_threads),
-            barcode_scanner=BarcodeScanner() if p.barcodes else None,
-            center_crop_fraction=p.center_crop_fraction,
-            privacy=privacy,
-        )
+    def step(self, name: str) -> PerceptionStep | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    @property
+    def models(self) -> dict[str, tuple[str, ...]]:
+        """Step -> the registry models it runs."""
+        return {step.name: step.models for step in self.steps}
 
     def perceive(self, frame: VideoFrame) -> Perception:
-        """Everything the models say about ``frame``; ``timings_ms`` per model."""
-        image = frame.image_bgr
+        """Everything the steps say about ``frame``; ``timings_ms`` per step."""
         timings: dict[str, float] = {}
-        labels: tuple[Label, ...] = ()
-        center_labels: tuple[Label, ...] = ()
-        text: tuple[TextLine, ...] = ()
-        faces: tuple[tuple[int, int, int, int], ...] = ()
-        barcodes: tuple[Barcode, ...] = ()
-        if self.recognizer is not None:
+        found: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for step in self.steps:
             start = time.perf_counter()
-            labels, center_labels = self.recognizer.recognize(image)
-            timings["recognition"] = _ms_since(start)
-        if self.text_reader is not None:
-            start = time.perf_counter()
-            text = read_text(self.text_reader, image, min_score=self.min_text_score)
-            timings["ocr"] = _ms_since(start)
-        if self.face_detector is not None:
-            start = time.perf_counter()
-            faces = tuple((f[0], f[1], f[2], f[3]) for f in self.face_detector.detect(image))
-            timings["faces"] = _ms_since(start)
-        if self.barcode_scanner is not None:
-            start = time.perf_counter()
-            barcodes = self.barcode_scanner.scan(image)
-            timings["barcodes"] = _ms_since(start)
-        return Perception(
-            timestamp_s=frame.timestamp_s, labels=labels, center_labels=center_labels,
-            text=text, faces=faces, barcodes=barcodes, timings_ms=timings,
-        )
+            part = step.run(frame.image_bgr)
+            timings[step.name] = _ms_since(start)
+            for name in _FIELDS:
+                value = getattr(part, name)
+                if value is not None:
+                    found[name] = value
+            extra.update(part.extra)
+        return Perception(timestamp_s=frame.timestamp_s, timings_ms=timings, extra=extra,
+                          **found)
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
         if not isinstance(frame, VideoFrame):
@@ -131,6 +94,9 @@ class Perceiver:
         if self.privacy is not None and self.privacy.on:
             return []
         return [frame, self.perceive(frame)]
+
+
+_FIELDS = ("labels", "center_labels", "text", "faces", "barcodes")
 
 
 def _ms_since(start: float) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_models.opencv import cv2 as _cv2
+from glasses_agent.edge.perception.steps import PerceptionPart
 from glasses_agent.edge.sources.camera import PrivacySwitch
 from glasses_agent.errors import BadInputError, GlassesError
 
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FaceDetectorLike",
     "FaceRedactor",
+    "FaceStep",
     "OutgoingImage",
     "PRIMARY_KINDS",
     "PrivacyOnError",
     "blur_regions",
+    "create_face_step",
     "enlarge_box",
 ]
 
@@ -209,3 +212,28 @@ class FaceRedactor:
         return OutgoingImage(jpeg=jpeg, size_px=(width, height), faces_blurred=total,
                              passes=self.max_passes, verified=verified,
                              whole_frame_blurred=True)
+
+
+class FaceStep:
+    """The perception step: where the faces are (to count people and to blur them; a face
+    is never recognised)."""
+
+    name = "faces"
+
+    def __init__(self, detector: FaceDetectorLike, *, kind: str = "") -> None:
+        self.detector = detector
+        self.models = (kind,) if kind else ()
+
+    def run(self, image_bgr: UInt8Array) -> PerceptionPart:
+        return PerceptionPart(faces=tuple((f[0], f[1], f[2], f[3])
+                                          for f in self.detector.detect(image_bgr)))
+
+
+def create_face_step(config: Config) -> FaceStep:
+    """``[perception] faces`` (Haar by default; MTCNN opt-in)."""
+    from edge_models.faces import FaceDetector
+
+    m = config.models
+    kind = config.perception.faces
+    return FaceStep(FaceDetector(kind=kind, providers=m.providers,
+                                 intra_op_threads=m.intra_op_threads), kind=kind)

@@ -11,19 +11,25 @@ frame "the whole frame" is its central 75 % in width.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from glasses_agent.edge.perception.steps import PerceptionPart
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import Label, Perception
+
+if TYPE_CHECKING:
+    from glasses_agent.config import Config
 
 __all__ = [
     "NOT_SURE",
     "ClassifierLike",
+    "RecognitionStep",
     "SceneRecognizer",
     "center_crop",
+    "create_step",
     "describe_view",
     "in_view",
 ]
@@ -67,6 +73,31 @@ class SceneRecognizer:
                                           top_k=self.top_k)
         return (tuple(Label(name=n, score=round(s, 4)) for n, s in whole),
                 tuple(Label(name=n, score=round(s, 4)) for n, s in centre))
+
+
+class RecognitionStep:
+    """The perception step: labels for the whole frame and for its centre."""
+
+    name = "recognition"
+
+    def __init__(self, recognizer: SceneRecognizer, *, model: str = "") -> None:
+        self.recognizer = recognizer
+        self.models = (model,) if model else ()
+
+    def run(self, image_bgr: UInt8Array) -> PerceptionPart:
+        labels, center_labels = self.recognizer.recognize(image_bgr)
+        return PerceptionPart(labels=labels, center_labels=center_labels)
+
+
+def create_step(config: Config) -> RecognitionStep:
+    """EfficientNet-Lite0 (the variant the int8 self-check picks for this CPU)."""
+    from edge_models.recognition import Classifier
+
+    p, m = config.perception, config.models
+    classifier = Classifier(model=p.recognition_model, providers=m.providers,
+                            intra_op_threads=m.intra_op_threads, int8=m.int8)
+    recognizer = SceneRecognizer(classifier, center_crop_fraction=p.center_crop_fraction)
+    return RecognitionStep(recognizer, model=classifier.choice.name)
 
 
 def in_view(labels: Sequence[Label], center_labels: Sequence[Label], *,

@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from glasses_agent.edge.perception.steps import PerceptionPart
 from glasses_agent.frames import TextLine
+
+if TYPE_CHECKING:
+    from glasses_agent.config import Config
 
 __all__ = [
     "BARE_PRICE",
     "PRICE",
     "TextReaderLike",
+    "TextStep",
+    "create_step",
     "find_prices",
     "find_times",
     "level_boxes",
@@ -172,3 +178,32 @@ def price_lines(lines: Sequence[str]) -> list[str]:
 def find_times(lines: Sequence[TextLine]) -> list[str]:
     """Clock times as written ("9:30", "17h45", "7:05 pm", "9.30 am"), in reading order."""
     return [m.group(0) for line in lines for m in _TIME.finditer(line.text)]
+
+
+class TextStep:
+    """The perception step: the text in view, as lines in reading order."""
+
+    name = "ocr"
+
+    def __init__(self, reader: TextReaderLike, *, min_score: float = 0.5,
+                 models: tuple[str, ...] = ()) -> None:
+        self.reader = reader
+        self.min_score = min_score
+        self.models = models
+
+    def run(self, image_bgr: UInt8Array) -> PerceptionPart:
+        return PerceptionPart(text=read_text(self.reader, image_bgr, min_score=self.min_score))
+
+
+def create_step(config: Config) -> TextStep | None:
+    """PP-OCR (detector in int8 where ``[perception] ocr_int8`` and the self-check agree);
+    None with ``[perception] ocr`` off."""
+    from edge_models.ocr import TextReader
+
+    p, m = config.perception, config.models
+    if not p.ocr:
+        return None
+    reader = TextReader(providers=m.providers, intra_op_threads=m.intra_op_threads,
+                        int8=m.int8 if p.ocr_int8 else "never")
+    return TextStep(reader, min_score=config.router.min_text_score,
+                    models=("ppocr_det", "ppocr_rec", "ppocr_cls"))

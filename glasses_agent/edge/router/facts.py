@@ -51,4 +51,5 @@ def facts_from_perception(
                        for b in perception.barcodes),
         people_in_view=len(perception.faces),
         location=facts.location, local_time=facts.local_time, intent=intent,
+        extra=dict(perception.extra),
     )
