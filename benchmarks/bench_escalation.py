@@ -195,10 +195,10 @@ def bench_codec(jpeg: bytes) -> dict[str, Any]:
 
 def photo_jpeg(quality: int = 75) -> bytes:
     import cv2
-    import skimage.data
 
-    rgb = skimage.data.astronaut()
-    bgr = cv2.resize(rgb[:, :, ::-1], (640, 480), interpolation=cv2.INTER_AREA)
+    from edge_models.photos import photo
+
+    bgr = cv2.resize(photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return bytes(buf)

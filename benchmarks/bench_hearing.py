@@ -32,7 +32,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,10 @@ from typing import Any
 import numpy as np
 import psutil
 import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.speech import compose, speak  # noqa: E402 - the tests' speech, the same voices
 
 from glasses_agent.config import Config
 from glasses_agent.edge.sources import FileAudioSource
@@ -76,35 +79,6 @@ NEGATIVES = [
 POSITIVES = ["hey glasses, what am I looking at?", "hey glasses, read this sign",
              "hey glasses, how much is this?", "hey glasses, remember where I parked"]
 VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb-scotland", "en-029"]
-
-
-def speak(text: str, voice: str) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(out)],
-                       check=True)
-        audio, _ = soundfile.read(str(out), dtype="float32")
-    return np.asarray(audio, dtype=np.float32)
-
-
-def extent(audio: np.ndarray) -> tuple[float, float]:
-    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160).astype(np.float64)
-    db = 20 * np.log10(np.sqrt((frames ** 2).mean(axis=1)) + 1e-10)
-    active = np.flatnonzero(db > db.max() - 35)
-    return active[0] * 0.01, (active[-1] + 1) * 0.01
-
-
-def compose(parts: list[Any]) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    pieces, spans, at = [], [], 0
-    for part in parts:
-        piece = np.zeros(round(part * RATE_HZ), np.float32) if isinstance(part, float) else part
-        if not isinstance(part, float):
-            s, e = extent(piece)
-            spans.append((at / RATE_HZ + s, at / RATE_HZ + e))
-        pieces.append(piece)
-        at += len(piece)
-    return np.concatenate(pieces), spans
 
 
 def pct(values: list[float], q: float) -> float:

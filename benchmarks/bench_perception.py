@@ -35,23 +35,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_models.photos import photo
 from glasses_agent.clock import MonotonicClock
 from glasses_agent.config import Config
 from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop, percentile_ms
 from glasses_agent.edge.sources.camera import CameraCapture, VideoFileReader, iter_frames
 from glasses_agent.frames import Perception, VideoFrame
-
-
-def _photo(name: str) -> np.ndarray:
-    if name == "grace_hopper":
-        import matplotlib.cbook
-
-        image = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg",
-                                                                asfileobj=False)))
-        return np.asarray(image)
-    import skimage.data
-
-    return np.ascontiguousarray(getattr(skimage.data, name)()[:, :, ::-1])
 
 
 def _menu_board() -> np.ndarray:
@@ -72,7 +61,7 @@ def _table() -> np.ndarray:
     canvas = np.full((900, 1800, 3), (70, 90, 110), np.uint8)
     for name, (x, y), width in (("coffee", (30, 40), 520), ("chelsea", (600, 420), 480),
                                 ("astronaut", (1120, 60), 380), ("grace_hopper", (30, 470), 330)):
-        image = _photo(name)
+        image = photo(name)
         image = cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])),
                            interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]

@@ -40,13 +40,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.speech import speak  # noqa: E402 - the tests' speech and voices
 
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.speech.asr import AsrStage, WhisperAsr
@@ -62,7 +66,6 @@ RATE_HZ = 16_000
 CHUNK = 512
 LEAD_S = 0.8
 TAIL_S = 2.0
-FLITE_VOICES = ("slt", "rms", "awb", "kal")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,22 +117,6 @@ DEV = (
 WARMUP = Item(text="hey glasses, what time is it?", voice="en-us")
 
 
-def _run(cmd: Sequence[str]) -> None:
-    subprocess.run(list(cmd), check=True, capture_output=True)
-
-
-def synthesize(text: str, voice: str, tmp: Path) -> np.ndarray:
-    """``text`` spoken by espeak-ng (a voice name) or flite (slt, rms, awb, kal), 16 kHz."""
-    raw, out = tmp / "raw.wav", tmp / "out.wav"
-    if voice in FLITE_VOICES:
-        _run(["flite", "-voice", voice, "-t", text, "-o", str(raw)])
-    else:
-        _run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(raw), text])
-    _run(["sox", str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(out)])
-    audio, _ = soundfile.read(str(out), dtype="float32")
-    return np.asarray(audio, dtype=np.float32)
-
-
 def active_frames(audio: np.ndarray, below_peak_db: float = 35.0) -> np.ndarray:
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160).astype(np.float64)
     db = 20 * np.log10(np.sqrt((frames ** 2).mean(axis=1)) + 1e-10)
@@ -150,7 +137,7 @@ def make_item(item: Item, tmp: Path, seed: int) -> tuple[np.ndarray, float, str]
     """(16 kHz audio with LEAD_S before and TAIL_S after, true end of speech s, reference)."""
     parts = [p.strip() for p in item.text.split("|")]
     reference = " ".join(parts)
-    speech = synthesize(", ".join(parts), item.voice, tmp)
+    speech = speak(", ".join(parts), item.voice)
     active = active_frames(speech)
     first, last = int(np.flatnonzero(active)[0]), int(np.flatnonzero(active)[-1])
     if len(parts) > 1:

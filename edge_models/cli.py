@@ -26,6 +26,7 @@ from edge_models.errors import BadInputError, GlassesError
 from edge_models.registry import (
     MANIFEST,
     ModelSpec,
+    companion_paths,
     labels_path,
     load_registry,
     quantized_variants,
@@ -91,9 +92,16 @@ def _fix_hint(spec: ModelSpec) -> str:
 def verify_spec(spec: ModelSpec) -> tuple[bool, str]:
     """(ok, what was found) for one registry entry: file, size, sha256, labels file."""
     try:
+        if spec.parts:  # built from its parts on first use: build (or re-check) it now
+            from edge_models.joined import joined_path
+
+            joined_path(spec)
         path = resolve_path(spec)
+        missing = [c for c in companion_paths(spec) if not c.is_file()]
     except ModelFileError as exc:
         return False, str(exc)
+    if missing:
+        return False, f"file missing: {missing[0]} ({_fix_hint(spec)})"
     if not path.is_file():
         return False, f"file missing: {path} ({_fix_hint(spec)})"
     size = path.stat().st_size

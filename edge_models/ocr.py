@@ -11,7 +11,8 @@ same image, while the execution provider, threads and the int8 variants are ours
 3. Detection (DB): shorter side up to 736 (multiples of 32), (x/255 - 0.5)/0.5;
    probability map > 0.3, dilated 2x2, contours, minimum-area boxes scored by the
    mean probability inside (>= 0.5 kept), grown by area * 1.6 / perimeter
-   (pyclipper, round joins), sorted top to bottom, then left to right within 10 px.
+   (pyclipper, round joins), in the order found (reading order is the glasses' rule:
+   glasses_agent.edge.perception.text.reading_order).
 4. Each box is cut out with a perspective warp (tall crops turned 90 degrees).
 5. Orientation (cls): 48x192 crops; "180" with score > 0.9 turns the crop round.
 6. Recognition (rec): 48 px high crops, padded to the widest in a batch of 6,
@@ -51,7 +52,6 @@ CLS_THRESHOLD = 0.9
 REC_SHAPE = (3, 48, 320)
 BATCH = 6
 TEXT_SCORE = 0.5
-LINE_Y_TOLERANCE_PX = 10
 # The parts that run int8 when TextReader(int8=True): see TextReader.
 INT8_PARTS = ("det",)
 
@@ -198,16 +198,9 @@ def db_boxes(prob_map: np.ndarray, height: int, width: int,
         scores.append(score)
     if not boxes:
         return np.zeros((0, 4, 2), np.float32), []
-    return _reading_order(np.array(boxes, dtype=np.float32), scores)
-
-
-def _reading_order(boxes: np.ndarray, scores: list[float]) -> tuple[np.ndarray, list[float]]:
-    """Top to bottom; boxes whose tops are within 10 px form a line, read left to right."""
-    y = boxes[:, 0, 1]
-    by_y = np.argsort(y, kind="stable")
-    line = np.concatenate([[0], np.cumsum(np.diff(y[by_y]) >= LINE_Y_TOLERANCE_PX)])
-    order = by_y[np.lexsort((boxes[by_y, 0, 0], line))]
-    return boxes[order], [scores[i] for i in order]
+    # In the detector's order: putting fragments in reading order is the glasses' one rule
+    # (glasses_agent.edge.perception.text.reading_order), not the model's.
+    return np.array(boxes, dtype=np.float32), scores
 
 
 def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -273,7 +266,7 @@ def ctc_greedy(probs: np.ndarray, characters: tuple[str, ...]) -> list[tuple[str
 
 
 class TextReader:
-    """Reads text in a BGR image: lines of (text, score, (x0, y0, x1, y1)), in reading order.
+    """Reads text in a BGR image: fragments of (text, score, (x0, y0, x1, y1)).
 
     ``int8`` is ``False``/``"never"`` (fp32, the default), ``True``/``"always"`` (the
     int8 detector, unchecked) or ``"auto"`` (the int8 detector only where the self-check
@@ -336,7 +329,7 @@ class TextReader:
         return out
 
     def detect(self, image_bgr: np.ndarray) -> np.ndarray:
-        """Text quads [N,4,2] (tl, tr, br, bl) in the given image's pixels, in reading order."""
+        """Text quads [N,4,2] (tl, tr, br, bl) in the given image's pixels, detector's order."""
         x = det_preprocess(image_bgr, self.det_options.limit_side_px)
         if x is None:
             return np.zeros((0, 4, 2), np.float32)
@@ -398,7 +391,8 @@ class TextReader:
         return lines
 
     def read(self, image_bgr: np.ndarray) -> list[TextLine]:
-        """All text lines: (text, score, (x0, y0, x1, y1)), top to bottom, left to right."""
+        """All text fragments: (text, score, (x0, y0, x1, y1)), in the detector's order (see
+        ``glasses_agent.edge.perception.text.reading_order`` for reading order)."""
         return [(text, score, (int(np.floor(q[:, 0].min())), int(np.floor(q[:, 1].min())),
                                int(np.ceil(q[:, 0].max())), int(np.ceil(q[:, 1].max()))))
                 for text, score, q in self.read_quads(image_bgr)]

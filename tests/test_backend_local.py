@@ -177,6 +177,14 @@ def test_make_backend_builds_it_from_config() -> None:
         asyncio.run(backend.aclose())
 
 
+def test_an_unknown_backend_lists_the_ones_there_are() -> None:
+    config = dataclasses.replace(
+        Config(), gateway=dataclasses.replace(Config().gateway, backend="nope"))
+    with pytest.raises(BackendError, match=r"unknown reasoning backend 'nope' "
+                                           r"\(known: delay, local, openai\)"):
+        make_backend(config)
+
+
 def test_closed_backend_refuses_clearly() -> None:
     b = LocalBackend(CONFIG)
     asyncio.run(b.aclose())

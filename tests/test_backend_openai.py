@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.net import free_port
 
 from glasses_agent.config import Config, ContemplateConfig, OpenAIConfig
 from glasses_agent.gateway.backends.openai import (
@@ -35,13 +35,6 @@ from glasses_agent.protocol import Facts, Location, SeenBarcode, SeenLabel
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x10" * 32
 SIGN = Facts(text=("EXIT 12", "Main Street"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def collect(config: OpenAIConfig, request: ReasoningRequest) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import (
+from support.images import (
     ean13_check_digit,
     ean13_modules,
     paste,

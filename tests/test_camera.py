@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import photo, write_video
+from support.images import photo, write_video
 
 from glasses_agent.clock import ManualClock
 from glasses_agent.edge.sources.camera import (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from support.aio import cloud_config, run, running_gateway
+from support.net import free_port
 
 from glasses_agent.config import CloudConfig
 from glasses_agent.edge.client import (
@@ -27,12 +27,6 @@ from glasses_agent.frames import Barcode, Label, Perception, Query, TextLine
 from glasses_agent.gateway import MemoryAnswerStore
 from glasses_agent.gateway.reasoning import DelayBackend, ReasoningRequest
 from glasses_agent.protocol import Location, SeenBarcode, SeenLabel
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_token_from_config_or_file_else_a_clear_error(tmp_path: Path) -> None:
@@ -90,7 +84,7 @@ def test_a_query_carries_the_routers_facts_and_the_location_to_the_backend() -> 
 
 
 def test_offline_until_the_gateway_comes_up_then_connected() -> None:
-    port = _free_port()
+    port = free_port()
     seen: list[LinkState] = []
 
     async def main() -> None:

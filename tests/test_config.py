@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import assert_one_line_error, run_agent
 
 import glasses_agent
 from glasses_agent.config import Config, load_config, masked_dict
@@ -60,10 +59,9 @@ def test_config_objects_are_frozen_and_keyword_only() -> None:
 
 def test_config_command_masks_secrets() -> None:
     env = {"GLASSES_AGENT_CLOUD__TOKEN": "s3cret-token", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "glasses_agent.cli", "config", "--json"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout
+    proc = run_agent("config", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     data = json.loads(out)
     assert data["cloud"]["token"] == "***"
     assert "s3cret-token" not in out
@@ -71,10 +69,5 @@ def test_config_command_masks_secrets() -> None:
 
 
 def test_cli_bad_override_exits_2_without_traceback() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "glasses_agent.cli", "--set", "nope", "config"],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert_one_line_error(run_agent("--set", "nope", "config"), "glasses-agent",
+                          "section.key=value")

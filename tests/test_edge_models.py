@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from support.cli import run_models
 
 from edge_models import cli
 from edge_models.bench import bench_pair, benchable
@@ -24,10 +23,8 @@ from edge_models.registry import (
 )
 from edge_models.sessions import ModelFileError, create_session, sha256_file
 
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_models.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+_run = run_models
+LOCK = Path(__file__).resolve().parents[1] / "constraints.lock"
 
 
 def _manifest_with(tmp_path: Path, name: str, **changes: str) -> Path:
@@ -161,11 +158,11 @@ def test_quantize_builds_a_working_qdq_model(tmp_path: Path,
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert out.stat().st_size < get_spec("ppocr_cls").size_bytes * 0.7
-    # The same calibration frames give the same file as the one shipped (onnxruntime pinned
-    # by the lock; a different onnxruntime may lay the graph out differently).
+    # The same calibration frames give the same file as the one shipped, with the onnxruntime
+    # that constraints.lock pins (another version may lay the graph out differently).
     import onnxruntime
 
-    if onnxruntime.__version__ == "1.31.1":
+    if f"onnxruntime=={onnxruntime.__version__}\n" in LOCK.read_text():
         assert "matches the registered ppocr_cls_int8" in printed
     # On real text crops (not the calibration ones) it decides as the fp32 model does.
     from edge_models.bench import _cls_inputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import blur, motion_blur, noise, photo
+from support.images import blur, motion_blur, noise, photo
 
 from glasses_agent.edge.perception.keyframe import choose_keyframe, sharpness
 from glasses_agent.frames import VideoFrame

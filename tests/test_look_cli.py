@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
-from perception_helpers import (
+from support.cli import assert_one_line_error, run_agent
+from support.images import (
     blur,
     paste,
     photo,
@@ -23,22 +23,11 @@ from perception_helpers import (
 
 def _look(*args: str) -> subprocess.CompletedProcess[str]:
     # fp32, so that labels can be asserted exactly on any CPU (int8 kernels differ by CPU).
-    return subprocess.run(
-        [sys.executable, "-m", "glasses_agent.cli", "look", *args],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GLASSES_AGENT_MODELS__INT8": "never"},
-    )
+    return run_agent("look", *args, env={**os.environ, "GLASSES_AGENT_MODELS__INT8": "never"})
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout == ""
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("glasses-agent look: ")
-    for word in words:
-        assert word in lines[0]
+    assert_one_line_error(proc, "glasses-agent look: ", *words)
 
 
 def test_missing_file(tmp_path: Path) -> None:

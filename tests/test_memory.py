@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from support.cli import assert_one_line_error, run_agent
 
 from edge_models.photos import photo
 from glasses_agent.config import MemoryConfig, load_config
@@ -302,18 +303,11 @@ def test_where_the_file_lives(tmp_path: Path) -> None:
 # --- the command line ------------------------------------------------------------------
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "glasses_agent.cli", "--config", str(config),
-                           "memory", *args], capture_output=True, text=True, timeout=60)
+    return run_agent("memory", *args, config=config, timeout=60)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("glasses-agent memory: ")
-    for word in words:
-        assert word in lines[0]
+    assert_one_line_error(proc, "glasses-agent memory: ", *words)
 
 
 @pytest.fixture

@@ -56,24 +56,23 @@ def test_matches_rapidocr_on_signs(reader: TextReader, rapid: object) -> None:
     images = [s.image_bgr for s in sign_set(8, seed=0)] + _hard_signs()
     for i, image in enumerate(images):
         ours = [(t, round(s, 3), b) for t, s, b in reader.read(image)]
-        assert ours == _rapid_lines(rapid, image), f"image {i}"
+        # the same fragments; the order is the glasses' (perception.text.reading_order)
+        assert sorted(ours) == sorted(_rapid_lines(rapid, image)), f"image {i}"
 
 
 def test_prices_and_times_stay_intact(reader: TextReader) -> None:
     image = render_sign(("OPEN 10:30", "Coffee $4.99"), seed=3, tilt=0.2, blur_px=1.0, noise=6)
-    lines = [text for text, _, _ in reader.read(image)]
-    assert lines == ["OPEN 10:30", "Coffee $4.99"]
+    lines = sorted(text for text, _, _ in reader.read(image))
+    assert lines == ["Coffee $4.99", "OPEN 10:30"]
     hard = " ".join(text for text, _, _ in reader.read(_hard_signs()[3]))
     for token in ("$1.29", "$3.49", "$2.00"):
         assert token in hard
 
 
-def test_reading_order_and_boxes(reader: TextReader) -> None:
+def test_fragments_and_boxes(reader: TextReader) -> None:
     sign = sign_set(3, seed=0)[2]  # "Platform 3" over "Departs 14:45"
-    lines = reader.read(sign.image_bgr)
+    lines = sorted(reader.read(sign.image_bgr), key=lambda line: line[2][1])  # by top edge
     assert [t for t, _, _ in lines] == list(SIGN_TEXTS[2])
-    (_, _, first), (_, _, second) = lines
-    assert first[1] < second[1]
     h, w = sign.image_bgr.shape[:2]
     for _, score, (x0, y0, x1, y1) in lines:
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
@@ -96,8 +95,8 @@ def test_int8_detector_reads_the_same_where_it_is_used(reader: TextReader) -> No
         assert "disagrees" in choice.reason or "not faster" in choice.reason
         return
     for sign in sign_set(4, seed=20):
-        assert [t for t, _, _ in auto.read(sign.image_bgr)] == \
-            [t for t, _, _ in reader.read(sign.image_bgr)]
+        assert sorted(t for t, _, _ in auto.read(sign.image_bgr)) == \
+            sorted(t for t, _, _ in reader.read(sign.image_bgr))
 
 
 def test_blank_and_tiny_images(reader: TextReader) -> None:

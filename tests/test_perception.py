@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import face_detector, paste, perceiver, photo
+from support.images import face_detector, paste, perceiver, photo
 
 from glasses_agent.clock import ManualClock
 from glasses_agent.config import Config

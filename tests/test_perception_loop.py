@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import blur, paste, perceiver, photo, render_qr, write_video
+from support.images import blur, paste, perceiver, photo, render_qr, write_video
 
 from glasses_agent.clock import ManualClock, MonotonicClock
 from glasses_agent.edge.perception.loop import PerceptionLoop, percentile_ms

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from perception_helpers import perceiver, photograph, render_sign
+from support.images import perceiver, photograph, render_sign
 
 from glasses_agent.edge.perception.text import find_prices, find_times, reading_order, tidy
 from glasses_agent.frames import TextLine, VideoFrame

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import face_detector, paste, photo
+from support.images import face_detector, paste, photo
 
 from edge_models.faces import FACE_KINDS
 from edge_models.photos import photo as sample_photo

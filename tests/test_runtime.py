@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from perception_helpers import face_detector, photo, photograph, render_sign, write_video
 from support.aio import run, running_gateway
-from test_audio_helpers import compose, speak, write_wav
+from support.cli import assert_one_line_error, run_agent
+from support.images import face_detector, photo, photograph, render_sign, write_video
+from support.speech import compose, speak, write_wav
 
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
@@ -250,25 +249,17 @@ def test_ask_refuses_bad_input_in_one_line(tmp_path: Path, problem: str) -> None
         image.write_text("not a picture")
     else:
         audio = write_wav(tmp_path / "silence.wav", np.zeros(16_000, dtype=np.float32))
-    proc = subprocess.run(
-        [sys.executable, "-m", "glasses_agent.cli", "--config", "/dev/null", "ask",
-         "--image", str(image), "--audio", str(audio), "--offline", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    proc = run_agent("ask", "--image", str(image), "--audio", str(audio), "--offline",
+                         "--json", config="/dev/null", timeout=300)
+    assert_one_line_error(proc, "glasses-agent ask: ")
 
 
 def test_ask_prints_one_json_object_with_the_latency_by_stage(tmp_path: Path) -> None:
     image = image_file(tmp_path, photo("coffee"))
     audio = question_wav(tmp_path, 0.3, "What time is it?", 0.5)
-    proc = subprocess.run(
-        [sys.executable, "-m", "glasses_agent.cli", "--config", "/dev/null", "ask",
-         "--image", str(image), "--audio", str(audio), "--offline", "--json",
-         "--tts-out", str(tmp_path / "answer.wav")],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_agent("ask", "--image", str(image), "--audio", str(audio), "--offline",
+                         "--json", "--tts-out", str(tmp_path / "answer.wav"),
+                         config="/dev/null", timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["route"] == "device" and result["rule"] == "time"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from test_audio_helpers import RATE_HZ, compose, speak, write_wav
+from support.speech import RATE_HZ, compose, speak, write_wav
 
 from glasses_agent.edge.speech.text import word_error_rate
 

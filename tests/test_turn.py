@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_audio_helpers import RATE_HZ, compose, speak, speech_extent, write_wav
+from support.speech import RATE_HZ, compose, speak, speech_extent, write_wav
 
 from edge_models.registry import get_spec
 from glasses_agent.config import Config, TurnConfig, WakeConfig
@@ -40,11 +40,6 @@ from glasses_agent.frames import (
 
 DEFAULT = Config()
 QUICK_S = 0.4  # a complete question ends within this much audio after its speech
-
-
-@pytest.fixture(scope="module")
-def asr() -> WhisperAsr:
-    return WhisperAsr()
 
 
 @pytest.fixture(scope="module")

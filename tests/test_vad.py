@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_audio_helpers import RATE_HZ, compose, speak, with_noise, write_wav
+from support.speech import RATE_HZ, compose, speak, with_noise, write_wav
 
 from edge_models.registry import get_spec
 from glasses_agent.clock import ManualClock

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
-from test_audio_helpers import RATE_HZ, compose, speak, write_wav
+from support.speech import compose, speak, write_wav
 
 from glasses_agent.config import Config, WakeConfig
 from glasses_agent.edge.sources import FileAudioSource
@@ -49,11 +47,6 @@ NEGATIVES = [
 ]
 FALSE_ACCEPTS_ALLOWED = 0
 DEFAULT = Config()
-
-
-@pytest.fixture(scope="module")
-def asr() -> WhisperAsr:
-    return WhisperAsr()
 
 
 def _listen(asr: WhisperAsr, path: Path, *, config: Config = DEFAULT,
@@ -185,16 +178,6 @@ def test_openwakeword_is_opt_in_and_states_its_license(tmp_path: Path) -> None:
         make_wake_gate(WakeConfig(engine="alexa"))
 
 
-def _flite(text: str, voice: str, tmp_path: Path) -> np.ndarray:
-    raw, out = tmp_path / "flite.wav", tmp_path / "flite16.wav"
-    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True,
-                   capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(out)],
-                   check=True, capture_output=True)
-    audio, _ = soundfile.read(str(out), dtype="float32")
-    return np.asarray(audio, dtype=np.float32)
-
-
 @pytest.mark.skipif(shutil.which("flite") is None,
                     reason="flite is not installed (scripts/setup.sh installs it)")
 def test_voices_whisper_mishears(asr: WhisperAsr, tmp_path: Path) -> None:
@@ -208,7 +191,7 @@ def test_voices_whisper_mishears(asr: WhisperAsr, tmp_path: Path) -> None:
     for cases, expected in ((positives, len(positives)), (negatives, 0)):
         parts: list[float | np.ndarray] = [0.5]
         for text, voice in cases:
-            parts += [_flite(text, voice, tmp_path), 1.5]
+            parts += [speak(text, voice), 1.5]
         audio, _ = compose(parts)
         frames = _listen(asr, write_wav(tmp_path / "f.wav", audio))
         assert len(_of(frames, WakeDetected)) == expected, cases

@@ -119,12 +119,14 @@ def build_runtime(
         detector = faces.detector if isinstance(faces, FaceStep) else None
         redactor = FaceRedactor.from_config(config, privacy=privacy, detector=detector)
         eyes = Eyes(capture, perceiver, redactor, clock=clock)
-        models["vision"] = config.perception.recognition_model
+        # the variants actually running (the int8 self-check may have kept fp32)
+        models["vision"] = ", ".join(m for ms in perceiver.models.values() for m in ms)
     client = None
     if cloud is not None:
         cloud_config = dataclasses.replace(config.cloud, url=cloud.url)
         client = EdgeClient(cloud_config, token=cloud.token, clock=clock)
     memory = open_memory(config.memory)
-    return Runtime(config, mic=mic, listener=listener, speaker=Speaker(tts, sink), clock=clock,
-                   eyes=eyes, client=client, memory=memory, options=options, on_event=on_event,
+    speaker = Speaker(tts, sink, clock=clock)
+    return Runtime(config, mic=mic, listener=listener, speaker=speaker, clock=clock, eyes=eyes,
+                   client=client, memory=memory, options=options, on_event=on_event,
                    models=models)

@@ -9,7 +9,9 @@ runtime's event loop through ``on_frame``.
 
 While the assistant speaks, it also watches the VAD's per-chunk speech
 probability: ``barge_in_min_speech_s`` of speech (two 32 ms chunks by default,
-so that a cough or a click does not kill the answer) is a barge-in, reported at
+so that a cough or a click does not kill the answer) that stands
+``barge_in_near_end_db`` above what the echo canceller expects our own voice to
+leave (its near-end score, see ``speech/echo.py``) is a barge-in, reported at
 once through ``on_barge_in`` with the speech's true start, without waiting for
 the endpointer, and the wake gate is armed so that what the wearer says is
 taken as the next question.
@@ -21,6 +23,7 @@ clock.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import queue
 import threading
@@ -38,21 +41,26 @@ from glasses_agent.edge.speech.wake import WakeGate
 from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
 from glasses_agent.stages import Pipeline
 
-__all__ = ["EchoStage", "HearingThread"]
+__all__ = ["BargeInWatch", "EchoStage", "HearingThread"]
 
 class EchoStage:
     """AudioChunk -> the same audio with the speaker's echo taken out (``EchoCanceller``).
 
     ``reference(start_s, samples)``: what the speaker played over that span (16 kHz).
     Chunks pass through untouched while nothing has been played lately; output
-    chunks are whole 256-sample blocks, stamped with their own start.
+    chunks are whole 256-sample blocks, stamped with their own start. Each block's
+    near-end score is kept a little while, for the barge-in watch (``near_end_db``).
     """
+
+    _KEPT_BLOCKS = 32  # 0.5 s
 
     def __init__(self, reference: Callable[[float, int], np.ndarray],
                  canceller: EchoCanceller | None = None) -> None:
         self.reference = reference
         self.canceller = canceller or EchoCanceller()
         self._start_s: float | None = None  # the start of the samples the canceller holds
+        self._scores: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=self._KEPT_BLOCKS)
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
         if not isinstance(frame, AudioChunk):
@@ -63,10 +71,60 @@ class EchoStage:
         cleaned = self.canceller.process(frame.samples, ref)
         if not len(cleaned):
             return []
+        block_s = self.canceller.block / frame.sample_rate_hz
+        for i, score in enumerate(self.canceller.near_end_db):
+            self._scores.append((self._start_s + i * block_s, score))
         chunk = AudioChunk(timestamp_s=self._start_s, samples=cleaned,
                            sample_rate_hz=frame.sample_rate_hz)
         self._start_s += len(cleaned) / frame.sample_rate_hz
         return [chunk]
+
+    def near_end_db(self, start_s: float, duration_s: float) -> float | None:
+        """The mean near-end score of the blocks in [start_s, start_s + duration_s): how far
+        the cleaned audio stands above what echo alone leaves; None if none is kept."""
+        end_s = start_s + duration_s - 1e-6
+        scores = [score for t, score in self._scores if start_s - 1e-6 <= t < end_s]
+        return sum(scores) / len(scores) if scores else None
+
+
+class BargeInWatch:
+    """The barge-in rule, per 32 ms VAD chunk while the assistant speaks: ``min_speech_s``
+    of chunks that the VAD calls speech (``threshold``) and that stand ``near_end_db``
+    above what our own voice's echo would leave (``EchoStage.near_end_db``; every chunk
+    passes that test without an echo stage). ``update`` returns the speech's start (audio
+    time) once, when the rule is met; ``reset`` when the assistant stops speaking."""
+
+    CHUNK_S = 0.032
+
+    def __init__(self, echo: EchoStage | None = None, *, min_speech_s: float = 0.064,
+                 threshold: float = 0.5, near_end_db: float = 6.0) -> None:
+        self.echo = echo
+        self.min_speech_s = min_speech_s
+        self.threshold = threshold
+        self.near_end_db = near_end_db
+        self._voiced_since: float | None = None
+        self.fired = False
+
+    def reset(self) -> None:
+        self._voiced_since = None
+        self.fired = False
+
+    def _near_end(self, start_s: float) -> bool:
+        if self.echo is None:
+            return True
+        score = self.echo.near_end_db(start_s, self.CHUNK_S)
+        return score is None or score >= self.near_end_db
+
+    def update(self, start_s: float, probability: float) -> float | None:
+        if probability < self.threshold or not self._near_end(start_s):
+            self._voiced_since = None
+            return None
+        if self._voiced_since is None:
+            self._voiced_since = start_s
+        if self.fired or start_s + self.CHUNK_S - self._voiced_since < self.min_speech_s:
+            return None
+        self.fired = True
+        return self._voiced_since
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +154,7 @@ class HearingThread:
         live: bool = False,
         barge_in_min_speech_s: float = 0.064,
         barge_in_threshold: float = 0.5,
+        barge_in_near_end_db: float = 6.0,
         follow_up_s: float = 6.0,
     ) -> None:
         self.clock = clock
@@ -103,8 +162,6 @@ class HearingThread:
         self.on_frame = on_frame
         self.on_barge_in = on_barge_in
         self.sink = sink
-        self.barge_in_min_speech_s = barge_in_min_speech_s
-        self.barge_in_threshold = barge_in_threshold
         self.follow_up_s = follow_up_s
         self.speaking = threading.Event()  # set by the runtime while the answer plays
         self.done = threading.Event()
@@ -113,8 +170,6 @@ class HearingThread:
         self._source = source
         self._live = live
         self._epoch: float | None = None  # runtime clock at audio time 0
-        self._voiced_since: float | None = None
-        self._barged = False
         self._echo_path: AcousticPath | None = None
         self.error: BaseException | None = None
         stages = list(listener.stages)
@@ -122,8 +177,13 @@ class HearingThread:
         self._gate = next((s for s in stages if isinstance(s, WakeGate)), None)
         if vad is not None:
             vad.on_probability = self._watch
+        self._echo: EchoStage | None = None
         if sink is not None and not fast:  # fast: audio outruns the speaker; no echo to take
-            stages.insert(0, EchoStage(self._reference))
+            self._echo = EchoStage(self._reference)
+            stages.insert(0, self._echo)
+        self.barge_in = BargeInWatch(self._echo, min_speech_s=barge_in_min_speech_s,
+                                     threshold=barge_in_threshold,
+                                     near_end_db=barge_in_near_end_db)
         self.pipeline = Pipeline(stages)
         self._thread = threading.Thread(target=self._run, name="hearing", daemon=True)
 
@@ -205,8 +265,6 @@ class HearingThread:
             self.done.set()
 
     def _push(self, frame: Frame, audio_s: float) -> None:
-        if not self.speaking.is_set() and self._barged:
-            self._barged = False
         for out in self.pipeline.push(frame, audio_s):
             self._emit(out, audio_s)
 
@@ -216,21 +274,15 @@ class HearingThread:
         self.on_frame(Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s()))
 
     def _watch(self, start_s: float, probability: float) -> None:
-        """Per 32 ms chunk (in this thread): a barge-in is this much speech while speaking."""
+        """Per 32 ms chunk (in this thread): the barge-in rule while speaking."""
         if not self.speaking.is_set():
-            self._voiced_since = None
+            self.barge_in.reset()
             return
-        if probability < self.barge_in_threshold:
-            self._voiced_since = None
-            return
-        if self._voiced_since is None:
-            self._voiced_since = start_s
-        voiced_s = start_s + 0.032 - self._voiced_since
-        if voiced_s >= self.barge_in_min_speech_s and not self._barged:
-            self._barged = True
+        began_s = self.barge_in.update(start_s, probability)
+        if began_s is not None:
             if self._gate is not None:
                 self._gate.arm(start_s + self.follow_up_s)  # what they say is for us
-            self.on_barge_in(self.to_wall_s(self._voiced_since))
+            self.on_barge_in(self.to_wall_s(began_s))
 
     def arm_follow_up(self, until_audio_s: float) -> None:
         """Take the next utterance before ``until_audio_s`` as a question (a follow-up)."""

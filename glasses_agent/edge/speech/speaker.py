@@ -6,8 +6,12 @@ while the rest of the answer is still coming. ``stop`` (barge-in) silences the
 sink and says how many characters of the answer the wearer actually heard: the
 sentences played to the end, and the played share of the one cut off.
 
-Synchronous and clock-free (``now_s`` is an argument); a slow engine (Piper,
-about 0.1 s a sentence) belongs on a worker thread, which the runtime chooses.
+Synchronous. Given a ``clock``, a sentence is queued when its synthesis ends, as
+on a device (the engine takes tens of milliseconds a sentence, and the played-time
+accounting, the echo canceller's reference and the first-audio latency all count
+from when the sound really starts); without one, at the ``now_s`` passed (a unit
+test's timeline). A slow engine (Piper, about 0.1 s a sentence) belongs on a
+worker thread, which the runtime chooses.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glasses_agent.clock import Clock
 from glasses_agent.edge.speech.playback import AudioSink
 from glasses_agent.edge.speech.tts import SentenceSplitter, TtsEngine
 
@@ -36,12 +41,13 @@ class Spoken:
 class Speaker:
     """Speaks one answer at a time on ``sink`` with ``tts`` (see the module docstring)."""
 
-    def __init__(self, tts: TtsEngine, sink: AudioSink) -> None:
+    def __init__(self, tts: TtsEngine, sink: AudioSink, *, clock: Clock | None = None) -> None:
         if tts.sample_rate_hz != sink.sample_rate_hz:
             raise ValueError(f"the engine speaks at {tts.sample_rate_hz} Hz, the sink plays "
                              f"{sink.sample_rate_hz} Hz")
         self.tts = tts
         self.sink = sink
+        self.clock = clock
         self._splitter = SentenceSplitter()
         self._spoken: list[Spoken] = []
         self._answer_chars = 0
@@ -69,6 +75,8 @@ class Speaker:
             pcm = self.tts.synthesize(text)
             if not len(pcm):
                 continue
+            if self.clock is not None:
+                now_s = max(now_s, self.clock.now_s())  # synthesis took time
             first = self.sink.queued()
             self.sink.play(np.asarray(pcm, dtype=np.float32), now_s)
             if self.first_audio_s is None:

@@ -192,8 +192,7 @@ def load_turn_session(models: ModelsConfig = DEFAULT_MODELS) -> Any:
     from edge_models.registry import open_session
 
     return open_session(TURN_MODEL, providers=models.providers,
-                        intra_op_threads=models.intra_op_threads,
-                        inter_op_threads=models.inter_op_threads)
+                        intra_op_threads=models.intra_op_threads)
 
 
 class SmartTurn:

@@ -46,13 +46,11 @@ when a pause's heard fewer words than the phrase has).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,20 +90,12 @@ OPENWAKEWORD_LICENSE_NOTICE = (
     "(Attribution-NonCommercial-ShareAlike; https://creativecommons.org/licenses/by-nc-sa/4.0/): "
     "non-commercial use only. The default engine \"phrase\" has no such restriction."
 )
-# Bundled openWakeWord models: phrase -> (file, sha256).
+# Bundled openWakeWord models: phrase -> its name in the model registry (edge_models).
 OPENWAKEWORD_PHRASES = {
-    "hey jarvis": ("hey_jarvis_v0.1.onnx",
-                   "94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb"),
-    "hey mycroft": ("hey_mycroft_v0.1.onnx",
-                    "785bdf5655863ae47553b23793aa108c7b0152d4823f7869b41f2d2d765912fc"),
-    "hey marvin": ("hey_marvin_v0.1.onnx",
-                   "b6d4b794ddf2e1d6f29e9f45848e24858e2edd0d810b14e0c1c70dda9a1fcbf0"),
-    "alexa": ("alexa_v0.1.onnx",
-              "6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e"),
-}
-_OWW_FEATURES = {
-    "melspectrogram.onnx": "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
-    "embedding_model.onnx": "ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51",
+    "hey jarvis": "openwakeword_hey_jarvis",
+    "hey mycroft": "openwakeword_hey_mycroft",
+    "hey marvin": "openwakeword_hey_marvin",
+    "alexa": "openwakeword_alexa",
 }
 SAMPLE_RATE_HZ = 16_000
 DEFAULT_MODELS = ModelsConfig()
@@ -277,17 +267,6 @@ class PhraseSpotter:
         return text, best
 
 
-def _openwakeword_dir() -> Path:
-    # find_spec does not import the package (whose __init__ needs scikit-learn).
-    spec = importlib.util.find_spec("openwakeword")
-    if spec is None or not spec.submodule_search_locations:
-        raise BadInputError(
-            "wake engine openwakeword needs openWakeWord 0.4.0's models: "
-            "pip install --no-deps openwakeword==0.4.0 (or use wake.engine=phrase)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
-
-
 class OpenWakeWordSpotter:
     """openWakeWord's streaming pipeline (melspectrogram -> embedding -> wake model) on
     onnxruntime, 80 ms frames; a port of ``openwakeword.utils.AudioFeatures`` (Apache-2.0)
@@ -299,7 +278,7 @@ class OpenWakeWordSpotter:
 
     def __init__(self, phrase: str = "hey jarvis", *,
                  models: ModelsConfig = DEFAULT_MODELS) -> None:
-        from edge_models.sessions import create_session
+        from edge_models.registry import open_session
 
         key = " ".join(words_of(phrase))
         if key not in OPENWAKEWORD_PHRASES:
@@ -307,17 +286,14 @@ class OpenWakeWordSpotter:
                 f"wake engine openwakeword has no model for {phrase!r} "
                 f"(bundled: {', '.join(OPENWAKEWORD_PHRASES)}; use wake.engine=phrase for others)"
             )
-        root = _openwakeword_dir()
-        file, sha = OPENWAKEWORD_PHRASES[key]
 
-        def session(name: str, sha256: str) -> Any:
-            return create_session(root / name, sha256=sha256, name=f"openwakeword {name}",
-                                  providers=models.providers, intra_op_threads=1)
+        def session(name: str) -> Any:
+            return open_session(name, providers=models.providers, intra_op_threads=1)
 
         self.phrase = key
-        self._mel = session("melspectrogram.onnx", _OWW_FEATURES["melspectrogram.onnx"])
-        self._embed = session("embedding_model.onnx", _OWW_FEATURES["embedding_model.onnx"])
-        self._wake = session(file, sha)
+        self._mel = session("openwakeword_melspectrogram")
+        self._embed = session("openwakeword_embedding")
+        self._wake = session(OPENWAKEWORD_PHRASES[key])
         self._wake_input = self._wake.get_inputs()[0].name
         self._n_features = int(self._wake.get_inputs()[0].shape[1])
         self.reset()

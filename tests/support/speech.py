@@ -1,11 +1,12 @@
-"""Real speech for the hearing tests: espeak-ng speaks, sox converts, energy tells the truth.
+"""Real speech for the tests and the benchmarks: espeak-ng or flite speaks, sox converts,
+energy tells the truth.
 
 Speech is synthesized at test time (espeak-ng is a Debian package that
 scripts/setup.sh installs) and resampled to 16 kHz by sox, an independent
 resampler, so the pipeline's own soxr path is tested against something else.
 Where speech is in a composed file is known twice: where it was placed, and
-(tighter) where the synthesized signal has energy. The tests in this module
-check those helpers themselves.
+(tighter) where the synthesized signal has energy. tests/test_support.py checks
+these helpers themselves.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import soundfile
 RATE_HZ = 16_000
 Audio = npt.NDArray[np.float32]
 
-__all__ = ["RATE_HZ", "compose", "sox", "speak", "speech_extent", "with_noise", "write_wav"]
+__all__ = ["FLITE_VOICES", "RATE_HZ", "compose", "sox", "speak", "speech_extent", "with_noise",
+           "write_wav"]
 
 
 def _need(tool: str) -> str:
@@ -35,20 +37,29 @@ def _need(tool: str) -> str:
     return path
 
 
+# flite's voices; any other name is an espeak-ng voice.
+FLITE_VOICES = ("slt", "rms", "awb", "kal")
+
+
 @functools.cache
 def _speak(text: str, voice: str, speed_wpm: int) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         out = Path(tmp) / "out.wav"
-        subprocess.run([_need("espeak-ng"), "-v", voice, "-s", str(speed_wpm), "-w", str(raw),
-                        text], check=True, capture_output=True)
+        if voice in FLITE_VOICES:
+            subprocess.run([_need("flite"), "-voice", voice, "-t", text, "-o", str(raw)],
+                           check=True, capture_output=True)
+        else:
+            subprocess.run([_need("espeak-ng"), "-v", voice, "-s", str(speed_wpm), "-w",
+                            str(raw), text], check=True, capture_output=True)
         subprocess.run([_need("sox"), str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16",
                         str(out)], check=True, capture_output=True)
         return out.read_bytes()
 
 
 def speak(text: str, voice: str = "en-us", speed_wpm: int = 160) -> Audio:
-    """``text`` spoken by espeak-ng, 16 kHz mono float32, with espeak's own short edges."""
+    """``text`` spoken by espeak-ng (or flite, for its voices ``FLITE_VOICES``), 16 kHz mono
+    float32, with the synthesizer's own short edges. (flite has no rate setting.)"""
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         f.write(_speak(text, voice, speed_wpm))
         f.flush()
@@ -104,21 +115,36 @@ def sox(src: Path, dst: Path, *args: str) -> Path:
     return dst
 
 
-def test_speech_extent_finds_placed_speech() -> None:
-    speech = speak("what am I looking at")
-    start_s, end_s = speech_extent(speech)
-    assert 0.3 < end_s - start_s < len(speech) / RATE_HZ + 0.01
-    audio, spans = compose([1.0, speech, 0.5])
-    (placed,) = spans
-    assert placed[0] == 1.0 + start_s
-    assert placed[1] == 1.0 + end_s
-    assert len(audio) == round(1.5 * RATE_HZ) + len(speech)
+def barge_ins(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
+    """Where (seconds) the runtime's barge-in rule fires on ``mic`` while ``played`` plays:
+    the real echo stage, VAD and ``BargeInWatch``, chunk by chunk as the hearing thread
+    runs them (16 kHz, ``played`` aligned with ``mic``)."""
+    from glasses_agent.edge.hearing import BargeInWatch, EchoStage
+    from glasses_agent.edge.speech.vad import VadStage
+    from glasses_agent.frames import AudioChunk
 
+    def reference(start_s: float, samples: int) -> np.ndarray:
+        i = int(round(start_s * RATE_HZ))
+        out = np.zeros(samples, dtype=np.float32)
+        part = played[i:i + samples]
+        out[:len(part)] = part
+        return out
 
-def test_noise_has_the_requested_level() -> None:
-    speech = speak("hello there")
-    noisy = with_noise(speech, snr_db=10.0)
-    noise = noisy - speech
-    voiced = speech[np.abs(speech) > 1e-4]
-    snr = 10 * np.log10((voiced.astype(np.float64) ** 2).mean() / (noise ** 2).mean())
-    assert abs(snr - 10.0) < 0.5
+    echo = EchoStage(reference)
+    watch = BargeInWatch(echo)
+    fired: list[float] = []
+
+    def on_probability(start_s: float, probability: float) -> None:
+        began = watch.update(start_s, probability)
+        if began is not None:
+            fired.append(began)
+            watch.reset()  # keep watching: count every barge-in, not only the first
+
+    vad = VadStage.from_config()
+    vad.on_probability = on_probability
+    for i in range(0, len(mic) - chunk + 1, chunk):
+        audio = AudioChunk(timestamp_s=i / RATE_HZ, samples=mic[i:i + chunk].astype(np.float32),
+                           sample_rate_hz=RATE_HZ)
+        for frame in echo.process(audio, (i + chunk) / RATE_HZ):
+            vad.process(frame, (i + chunk) / RATE_HZ)
+    return fired

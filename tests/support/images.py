@@ -1,8 +1,11 @@
 """Test data for the seeing half: real photos, rendered signs and codes, distortions.
 
-Photos ship inside installed packages (scikit-image, matplotlib). Signs, price
-tags, EAN-13 and QR codes are rendered here and then "photographed": warped in
-perspective, blurred and given sensor noise, and placed on a real photo.
+Photos ship inside installed packages (scikit-image, matplotlib) and are read by
+``edge_models.photos``, as the calibration and the benchmarks read them. Signs
+(a clean board here; ``edge_models.signs`` makes whole tilted frames of them for
+calibration), price tags, EAN-13 and QR codes are rendered here and then
+"photographed": warped in perspective, blurred and given sensor noise, and placed
+on a real photo.
 """
 
 from __future__ import annotations
@@ -44,20 +47,13 @@ UInt8Array = npt.NDArray[np.uint8]
 
 @functools.cache
 def photo(name: str) -> UInt8Array:
-    """A real photo as BGR uint8: coffee, chelsea, astronaut, camera (skimage) or grace_hopper."""
-    if name == "grace_hopper":
-        import matplotlib.cbook
+    """A real photo as BGR uint8 (``edge_models.photos``: scikit-image's and matplotlib's
+    sample photos; cached here, read-only)."""
+    from edge_models.photos import photo as load
 
-        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        assert image is not None
-        return np.ascontiguousarray(image)
-    import skimage.data
-
-    rgb = getattr(skimage.data, name)()
-    if rgb.ndim == 2:
-        return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_GRAY2BGR))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    image = load(name)
+    image.setflags(write=False)
+    return image
 
 
 # -- EAN-13 ----------------------------------------------------------------------------------
@@ -72,9 +68,10 @@ _PARITY = ("LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG",
 
 
 def ean13_check_digit(twelve: str) -> int:
-    odd = sum(int(d) for d in twelve[0::2])
-    even = sum(int(d) for d in twelve[1::2])
-    return (10 - (odd + 3 * even) % 10) % 10
+    """The check digit (the product's rule: ``glasses_agent.edge.perception.barcodes``)."""
+    from glasses_agent.edge.perception.barcodes import ean_check_digit
+
+    return ean_check_digit(twelve)
 
 
 def ean13_modules(code: str) -> str:
