@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set glasses-agent up on a fresh Debian/Ubuntu machine:
-#   Debian packages (espeak-ng, flite, PortAudio, libsndfile, sox, build tools, Xvfb),
+#   Debian packages (espeak-ng, flite, PortAudio, libsndfile, sox, build tools, Xvfb,
+#   redis-server and haproxy for gateway replicas),
 #   a virtual environment in .venv/ with the package and all its extras, at the exact
 #   versions in constraints.lock (refresh them with `bash scripts/lock.sh`).
 # Everything after this works offline: every model ships inside a package or
@@ -22,7 +23,8 @@ quietly() {
 }
 
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential cmake git
-              espeak-ng libespeak-ng1 flite libportaudio2 libsndfile1 sox xvfb)
+              espeak-ng libespeak-ng1 flite libportaudio2 libsndfile1 sox xvfb
+              redis-server haproxy)
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
