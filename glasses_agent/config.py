@@ -174,6 +174,9 @@ class PerceptionConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     url: str = "ws://127.0.0.1:8765"
+    # Several gateways (replicas): the client starts at a random one and moves to the next
+    # after going_away, a refused connection or a timeout. Empty: just `url`.
+    urls: tuple[str, ...] = ()
     token_file: str = "~/.config/glasses-agent/token"
     token: str = field(default="", metadata=SECRET)
     answer_timeout_s: float = 6.0
@@ -218,6 +221,19 @@ class GatewayConfig:
     answer_ttl_s: float = 600.0
     # SQLite file for the answered-query store ("" = in memory, lost on restart).
     answers_db: str = ""
+    # Replicas: Redis holding sessions, answered queries and running answers for all of them
+    # ("" = this process alone). redis://[:password@]host:port/db or rediss:// (TLS).
+    redis_url: str = ""
+    # This replica's name in Redis and in logs ("" = host name, process id and a random tag).
+    replica_id: str = ""
+    # A running answer's lease in Redis: unrenewed this long (its replica died), the
+    # replica holding the edge's connection generates it again, s.
+    lease_s: float = 3.0
+    # On SIGTERM with Redis: running answers are finished for this long (edges follow them
+    # from another replica) before the rest are handed over, s.
+    drain_s: float = 10.0
+    # A Redis command that takes longer counts as Redis unreachable, s.
+    redis_timeout_s: float = 1.0
     # The "delay" backend (tests, benchmarks): text ("" = echo) in N deltas, a fixed delay each.
     delay_text: str = ""
     delay_deltas: int = 4

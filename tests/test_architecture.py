@@ -38,9 +38,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("glasses_agent.edge.build",),
     # the gateway, bottom up
     ("glasses_agent.gateway.fairness", "glasses_agent.gateway.auth",
-     "glasses_agent.gateway.reasoning", "glasses_agent.gateway.stores"),
-    ("glasses_agent.gateway.prompts",),
+     "glasses_agent.gateway.reasoning", "glasses_agent.gateway.stores",
+     "glasses_agent.gateway.redis_state", "glasses_agent.gateway.metrics",
+     "glasses_agent.gateway.sessions"),
+    ("glasses_agent.gateway.prompts", "glasses_agent.gateway.shared"),
     ("glasses_agent.gateway.backends", "glasses_agent.gateway.contemplate"),
+    ("glasses_agent.gateway.jobs", "glasses_agent.gateway.follower"),
     ("glasses_agent.gateway.server",),
     ("glasses_agent.gateway", "glasses_agent.gateway.cli"),
     # the command line composes both deployables

@@ -11,6 +11,11 @@
   jitter (``reconnect_initial_s`` doubling up to ``reconnect_max_s``, each
   delay drawn in [50 %, 100 %]). After a reconnect it resumes the session and
   re-sends every unanswered query; the gateway answers each query id once.
+- Several gateways (``[cloud] urls``, replicas sharing their state in Redis):
+  it starts at a random one (the glasses spread over the replicas) and moves to
+  the next after ``going_away``, a refused connection, a failed handshake or a
+  timeout; a link that just dropped is tried again where it was first. The
+  backoff grows once every URL has failed in a row.
 - The link state (``LinkState``: connected, reconnecting, offline) goes to the
   ``on_state`` callback and to ``states()``; ``state`` is the current one.
   ``reconnecting``: the link just dropped (or the first connection is being
@@ -37,6 +42,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
@@ -238,15 +244,19 @@ class EdgeClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        on_wire: Callable[[Literal["sent", "received"], str | bytes, float], None] | None = None,
     ) -> None:
         self.config = config
+        # Told of every websocket message, both ways (a field-log recorder; it strips tokens).
+        self.on_wire = on_wire
         self.token = token if token is not None else read_token(config)
-        self.url = config.url
+        self.urls: tuple[str, ...] = config.urls or (config.url,)
         self._on_state = on_state
         self._clock = clock or MonotonicClock()
         self._rng = rng or random.Random()
+        self._url_index = self._rng.randrange(len(self.urls))
         self._ssl = ssl_context
-        if self._ssl is None and self.url.startswith("wss://"):
+        if self._ssl is None and any(url.startswith("wss://") for url in self.urls):
             self._ssl = ssl.create_default_context(cafile=config.ca_file or None)
         self._core = ClientConnection(
             token=self.token, client_name=f"glasses-agent/{__version__}",
@@ -269,7 +279,17 @@ class EdgeClient:
         # restarts and across several clients with one token: a random prefix each.
         self._id_prefix = secrets.token_hex(6)
         self.sessions_opened = 0
+        self.sessions_resumed = 0  # of those, sessions the gateway continued (resumed: true)
         self.last_close: tuple[int, str] | None = None  # (code, reason) of the last transport
+        self._timed_out_here = False  # this side closed the last transport: the gateway was silent
+
+    @property
+    def url(self) -> str:
+        """The gateway this client connects to now (one of ``urls``)."""
+        return self.urls[self._url_index]
+
+    def _next_url(self) -> None:
+        self._url_index = (self._url_index + 1) % len(self.urls)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -415,9 +435,8 @@ class EdgeClient:
     # --- the connection loop ----------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
+        attempt = 0  # attempts in a row that opened no session
         while not self._closing:
-            delay_s = 0.0
             try:
                 ws = await connect(
                     self.url, ssl=self._ssl, open_timeout=self.config.connect_timeout_s,
@@ -429,10 +448,12 @@ class EdgeClient:
                 logger.info("cannot reach %s: %s", self.url, exc)
                 self._set_state(LinkState.OFFLINE)
                 attempt += 1
+                self._next_url()
             except Exception:  # never let a surprise end the reconnect loop
                 logger.exception("connecting to %s failed", self.url)
                 self._set_state(LinkState.OFFLINE)
                 attempt += 1
+                self._next_url()
             else:
                 try:
                     opened = await self._session(ws)
@@ -447,20 +468,33 @@ class EdgeClient:
                     attempt = 0
                 self._set_state(LinkState.RECONNECTING)
                 attempt += 1
-            if self._going_away_s is not None:
-                delay_s = self._going_away_s * self._rng.uniform(1.0, 1.5)
-                self._going_away_s = None
-            else:
-                delay_s = backoff_delay_s(attempt, initial_s=self.config.reconnect_initial_s,
-                                          max_s=self.config.reconnect_max_s, rng=self._rng)
-            await asyncio.sleep(delay_s)
+                if self._going_away_s is not None or self._timed_out():
+                    self._next_url()
+            await asyncio.sleep(self._reconnect_delay_s(attempt))
+
+    def _timed_out(self) -> bool:
+        """The last link ended on a timeout (silence, a stalled write): try another gateway."""
+        received = self.last_close is not None and self.last_close[0] == CloseCode.HEARTBEAT_TIMEOUT
+        return received or self._timed_out_here
+
+    def _reconnect_delay_s(self, attempt: int) -> float:
+        """After ``going_away``: the delay it asked for. Else the backoff, which grows once
+        every URL has failed (``attempt`` counts the attempts in a row)."""
+        if self._going_away_s is not None:
+            delay_s = self._going_away_s * self._rng.uniform(1.0, 1.5)
+            self._going_away_s = None
+            return delay_s
+        rounds = (attempt - 1) // len(self.urls)
+        return backoff_delay_s(rounds + 1, initial_s=self.config.reconnect_initial_s,
+                               max_s=self.config.reconnect_max_s, rng=self._rng)
 
     async def _session(self, ws: WebSocket) -> bool:
         """Run one transport until it closes; True if a session was opened on it."""
         self._ws = ws
         self._core.start(self._clock.now_s())
         opened_before = self.sessions_opened
-        self._transport = Transport(ws, self._core, self._clock)
+        self._transport = Transport(ws, self._core, self._clock,
+                                    on_message=self._on_message if self.on_wire else None)
 
         async def on_event(event: ClientEvent) -> None:
             self._dispatch(event)
@@ -473,11 +507,20 @@ class EdgeClient:
         code = ws.close_code if ws.close_code is not None else CloseCode.INTERNAL_ERROR
         reason = ws.close_reason or ""
         self.last_close = (code, reason)
+        sent = ws.protocol.close_sent
+        self._timed_out_here = sent is not None and sent.code == CloseCode.HEARTBEAT_TIMEOUT
         for event in self._core.connection_lost(code, reason):
             self._dispatch(event)
         if code in NO_RETRY:
             self._refuse(code, reason)
         return self.sessions_opened > opened_before
+
+    def _on_message(self, direction: str, data: str | bytes, now_s: float) -> None:
+        if self.on_wire is not None:
+            try:
+                self.on_wire("sent" if direction == "sent" else "received", data, now_s)
+            except Exception:  # a recorder must not cut the link
+                logger.exception("the wire tap failed")
 
     def _refuse(self, code: int, reason: str) -> None:
         why = self._fatal_error or reason or f"close code {code}"
@@ -492,6 +535,7 @@ class EdgeClient:
     def _dispatch(self, event: ClientEvent) -> None:
         if isinstance(event, SessionOpened):
             self.sessions_opened += 1
+            self.sessions_resumed += event.started.resumed
             self._fatal_error = ""
             self._set_state(LinkState.CONNECTED)
             return

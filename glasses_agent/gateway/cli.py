@@ -1,7 +1,10 @@
 """``glasses-agent gateway``: serve the cloud gateway until SIGTERM or SIGINT.
 
 On either signal the gateway stops accepting, sends every edge ``going_away``
-(then closes with 1001: reconnect elsewhere) and exits 0.
+(then closes with 1001: reconnect elsewhere), lets running answers finish for up to
+``drain_s`` when Redis holds the shared state (``--redis``: the edges follow them from
+another replica), and exits 0. Health, readiness and metrics are served over HTTP on
+the same port (``/healthz``, ``/readyz``, ``/metrics``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ async def _serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, gateway.stop_soon)
     print(f"glasses-agent gateway: listening on {gateway.url} "
-          f"(backend {gateway.backend.name}, {len(gateway.tokens)} device tokens)", flush=True)
+          f"(backend {gateway.backend.name}, {len(gateway.tokens)} device tokens, replica "
+          f"{gateway.replica_id}, {gateway.shared_state})", flush=True)
     await gateway.run_until_stopped()
-    print("glasses-agent gateway: stopped", flush=True)
+    print(f"glasses-agent gateway: stopped ({gateway.answers_generated} answers generated, "
+          f"{gateway.jobs.backend_runs} backend runs)", flush=True)
     return 0
 
 
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     config = gateway_config_with(
         config, host=args.host, port=args.port, backend=args.backend,
         tokens_file=args.tokens_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        answers_db=args.answers_db,
+        answers_db=args.answers_db, redis_url=args.redis, replica_id=args.replica_id,
     )
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
@@ -59,5 +64,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     parser.add_argument("--answers-db", metavar="PATH",
                         help="SQLite file keeping answered queries across restarts")
+    parser.add_argument("--redis", metavar="URL",
+                        help="Redis holding the state shared by several replicas "
+                        "(redis://host:port/db); see docs/deploy.md")
+    parser.add_argument("--replica-id", metavar="NAME",
+                        help="this replica's name in Redis and logs (default: host-pid-tag)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log connections")
     parser.set_defaults(func=run)

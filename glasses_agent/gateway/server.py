@@ -1,21 +1,25 @@
 """The cloud gateway: a websockets server around the sans-I/O protocol core.
 
 One ``ServerConnection`` per websocket, driven by ``glasses_agent.transport``;
-device tokens are checked by ``auth``; this module runs one reasoning job per
-query and keeps what resuming needs:
+device tokens are checked by ``auth``. This module routes what the edges send;
+the parts it routes to are split by concern:
 
-- **Sessions** (in memory): a resume handle names a session of one device; a
+- **Sessions** (``sessions``): a resume handle names a session of one device; a
   reconnect that presents it within ``resume_ttl_s`` continues the session.
-- **Jobs** (in memory), keyed by (device id, query id): an answer keeps being
+- **Jobs** (``jobs``), keyed by (device id, query id): an answer keeps being
   generated while its edge is away, and a re-sent query attaches to it
   (streaming from the character the edge already has) instead of starting a
   second run.
-- **Answers** (``AnswerStore``), keyed by (device id, query id): finished and
-  cancelled answers, kept ``answer_ttl_s``. A re-sent query that is already
-  answered gets its stored ``answer.done`` (``replayed``) and no new run. The
-  store (``stores``) is an object with four async methods so a shared one can
-  replace it; ``SqliteAnswerStore`` (``[gateway] answers_db``) keeps the
-  answered ids across a restart of the gateway.
+- **Answers** (``stores.AnswerStore``), keyed by (device id, query id): finished
+  and cancelled answers, kept ``answer_ttl_s``. A re-sent query that is already
+  answered gets its stored ``answer.done`` (``replayed``) and no new run;
+  ``SqliteAnswerStore`` (``[gateway] answers_db``) keeps them across a restart.
+- **Replicas** (``[gateway] redis_url``, ``shared``): sessions, answers, the
+  per-device limits and each running answer's text live in Redis, so any replica
+  resumes any session; a query generated on another replica is streamed from
+  there (``follower``) and taken over when that replica dies. While Redis is
+  unreachable the replica answers on its own (degraded mode) and recovers by itself.
+- **HTTP** on the same port (``metrics``): ``/healthz``, ``/readyz``, ``/metrics``.
 
 "Exactly once", with a restart in the middle: the edge gets one ``answer.done``
 per query id. An answer that was finished (stored) is replayed, never
@@ -28,31 +32,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
+import os
 import secrets
+import socket
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import Config, GatewayConfig
 from glasses_agent.errors import BadInputError
 from glasses_agent.gateway.auth import TokenTable, server_ssl_context
-from glasses_agent.gateway.contemplate import contemplate
 from glasses_agent.gateway.fairness import FairScheduler, TokenBucket
-from glasses_agent.gateway.reasoning import (
-    BackendError,
-    ReasoningBackend,
-    ReasoningRequest,
-    Usage,
-    estimate_usage,
-    make_backend,
-    pop_usage,
-)
+from glasses_agent.gateway.follower import Follower
+from glasses_agent.gateway.jobs import Jobs, printable
+from glasses_agent.gateway.metrics import GatewayMetrics, http_endpoint
+from glasses_agent.gateway.reasoning import ReasoningBackend, make_backend
+from glasses_agent.gateway.redis_state import RedisState
+from glasses_agent.gateway.sessions import Link, Session, SessionTable
+from glasses_agent.gateway.shared import SharedState, SharedStateDown
 from glasses_agent.gateway.stores import AnswerStore, open_answer_store
 from glasses_agent.protocol import (
     AnswerDone,
@@ -67,66 +69,14 @@ from glasses_agent.protocol import (
     ServerEvent,
 )
 from glasses_agent.protocol import ServerConnection as ProtocolServer
-from glasses_agent.transport import Transport
 
 __all__ = ["Gateway", "gateway_config_with"]
 
 logger = logging.getLogger("glasses_agent.gateway")
 
-# Sessions of one device kept for a resume after their connection is gone (the newest).
-MAX_DETACHED_SESSIONS = 16
-
-
-# --- sessions, connections, jobs ------------------------------------------------------------
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class _Session:
-    session_id: str
-    resume_handle: str
-    device_id: str
-    link: _Link | None = None
-    detached_at_s: float | None = None
-
-
-class _Link:
-    """One websocket: its protocol core and the transport that drives it."""
-
-    def __init__(self, ws: ServerConnection, conn: ProtocolServer, clock: Clock, *,
-                 write_timeout_s: float) -> None:
-        self.ws = ws
-        self.conn = conn
-        self.transport: Transport[ServerEvent] = Transport(ws, conn, clock,
-                                                           write_timeout_s=write_timeout_s)
-        self.session: _Session | None = None
-        try:
-            host, port = ws.remote_address[:2]
-            self.peer = f"{host}:{port}"
-        except (TypeError, ValueError, OSError):
-            self.peer = "?"
-
-    def wake(self) -> None:
-        self.transport.wake()
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class _Job:
-    device_id: str
-    session: _Session
-    request: ReasoningRequest
-    started_s: float
-    link: _Link | None = None
-    text: str = ""
-    first_delta_s: float | None = None
-    barge_in: bool = False
-    heard_chars: int = 0
-    usage: Usage | None = None  # contemplating mode: its sub-agents' counts, added up
-    task: asyncio.Task[None] | None = None
-    # The job's one ending (answer.done or an error) has been decided.
-    ended: bool = False
-
-    def set_usage(self, usage: Usage) -> None:
-        self.usage = usage
+P = ParamSpec("P")
+T = TypeVar("T")
+Key = tuple[str, str]
 
 
 class Gateway:
@@ -152,6 +102,9 @@ class Gateway:
         self.port = gw.port if port is None else port
         self.tokens = tokens if tokens is not None else TokenTable.from_config(gw)
         self._ssl = server_ssl_context(gw)
+        self.replica_id = gw.replica_id or _default_replica_id()
+        self.metrics = GatewayMetrics()
+        self.shared = _shared_state(gw, self.replica_id, self.metrics)
         self.backend = backend if backend is not None else make_backend(config)
         self.store = store if store is not None else open_answer_store(gw)
         self._clock = clock or MonotonicClock()
@@ -164,16 +117,18 @@ class Gateway:
         self.scheduler = FairScheduler(gw.backend_slots)
         self._rates = TokenBucket(rate_per_s=gw.device_queries_per_min / 60.0,
                                   burst=gw.device_burst)
-        self._sessions: dict[str, _Session] = {}
-        self._jobs: dict[tuple[str, str], _Job] = {}
-        self._links: set[_Link] = set()
+        self._sessions = SessionTable(resume_ttl_s=gw.resume_ttl_s)
+        self.jobs = Jobs(config, backend=self.backend, store=self.store,
+                         scheduler=self.scheduler, clock=self._clock, metrics=self.metrics,
+                         shared=self.shared)
+        self._followers: dict[Key, Follower] = {}
+        self._links: set[Link] = set()
         self._server: Server | None = None
-        self._housekeeping: asyncio.Task[None] | None = None
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._chores: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stopped = asyncio.Event()
-        self.answers_generated = 0  # backend runs that finished (for tests and logs)
-        self.answers_dropped = 0  # runs dropped: their session went away and did not return
+        self.metrics.sessions.set_function(lambda: self.sessions)
 
     @property
     def url(self) -> str:
@@ -182,20 +137,36 @@ class Gateway:
 
     @property
     def sessions(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.link is not None)
+        return len(self._sessions.connected())
+
+    @property
+    def answers_generated(self) -> int:
+        """Backend runs that finished here (for tests and logs)."""
+        return self.jobs.answers_generated
+
+    @property
+    def answers_dropped(self) -> int:
+        return self.jobs.answers_dropped
 
     async def start(self) -> None:
         """Listen. With port 0, ``port`` is the one the system chose."""
+        if self.shared is not None:
+            await self.shared.start()
+            self.shared.on_recovered = self._register_sessions
+            self._background.append(asyncio.create_task(
+                self.shared.renew_forever(self.jobs.leases, self.jobs.lost), name="leases"))
         self._server = await serve(
             self._handle, self.host, self.port, ssl=self._ssl,
             max_size=self.limits.max_message_bytes, compression=None,
             ping_interval=None, server_header=None, open_timeout=10, close_timeout=2,
+            process_request=self._http,
         )
         sockets = list(self._server.sockets)
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
-        self._housekeeping = asyncio.create_task(self._sweep())
-        logger.info("gateway listening on %s (backend %s)", self.url, self.backend.name)
+        self._background.append(asyncio.create_task(self._sweep(), name="sweep"))
+        logger.info("gateway %s listening on %s (backend %s, %s)", self.replica_id, self.url,
+                    self.backend.name, self.shared_state)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -208,28 +179,33 @@ class Gateway:
         await self._stopped.wait()
 
     async def shutdown(self, *, reconnect_after_s: float = 0.5, timeout_s: float = 5.0) -> None:
-        """Stop accepting, tell every edge ``going_away`` (close 1001), stop the jobs."""
+        """Stop accepting, tell every edge ``going_away`` (close 1001), then (with Redis)
+        let the running answers finish for up to ``drain_s`` while their edges follow
+        them from another replica; stop the rest."""
         if self._stopping:
             await self._stopped.wait()
             return
         self._stopping = True
-        if self._housekeeping:
-            self._housekeeping.cancel()
         if self._server is not None:
             self._server.close(close_connections=False)
         for link in list(self._links):
             link.conn.going_away(reason="gateway shutting down",
                                  reconnect_after_s=reconnect_after_s)
             link.wake()
-        jobs = [job.task for job in self._jobs.values() if job.task]
-        for task in jobs:
+        if self.shared is not None and self.shared.up and self.config.gateway.drain_s > 0:
+            await self.jobs.drain(self.config.gateway.drain_s)
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*jobs, *self._finishing, return_exceptions=True)
+        await self.jobs.stop()
+        await asyncio.gather(*(f.stop() for f in list(self._followers.values())),
+                             *self._background, *self._chores, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout_s)
         await self.backend.aclose()
         await self.store.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
         self._stopped.set()
 
     def stop_soon(self) -> None:
@@ -237,27 +213,77 @@ class Gateway:
         if not self._stopping:
             asyncio.get_running_loop().create_task(self.shutdown())
 
+    @property
+    def shared_state(self) -> str:
+        """Where the shared state is, in words (for logs)."""
+        if self.shared is None:
+            return "state in this process only"
+        return f"shared state in Redis at {self.shared.url}"
+
+    def health(self) -> dict[str, Any]:
+        """The body of ``/healthz`` (see docs/protocol.md, "Replicas")."""
+        redis = ("not used" if self.shared is None
+                 else "up" if self.shared.up else "unreachable")
+        status = ("draining" if self._stopping
+                  else "degraded" if redis == "unreachable" else "ok")
+        return {
+            "status": status, "replica": self.replica_id, "sessions": self.sessions,
+            "answers_running": len(self.jobs), "answers_followed": len(self._followers),
+            "redis": redis,
+            # A re-sent query is answered once whichever replica it reaches (Redis up), or
+            # when it reaches this replica again (no Redis; degraded: this replica only).
+            "exactly_once_across_replicas": redis == "up",
+        }
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        return http_endpoint(connection, request, metrics=self.metrics, health=self.health)
+
     async def _sweep(self) -> None:
         gw = self.config.gateway
         period_s = max(0.5, min(gw.resume_ttl_s, gw.answer_ttl_s, 60.0) / 2)
         while True:
             await asyncio.sleep(period_s)
-            now_s = self._clock.now_s()
-            for handle, session in list(self._sessions.items()):
-                if (session.link is None and session.detached_at_s is not None
-                        and now_s - session.detached_at_s > gw.resume_ttl_s):
-                    del self._sessions[handle]
-            self._rates.forget_full(now_s)
+            self._sessions.expire(self._clock.now_s())
+            self._rates.forget_full(self._clock.now_s())
             try:
                 await self.store.expire(time.time())
             except Exception:  # a store outage must not stop the sweeps
                 logger.exception("answer store expiry failed")
+            await self._register_sessions(quiet=True)
+
+    async def _register_sessions(self, *, quiet: bool = False) -> None:
+        """Tell Redis which sessions this replica holds (refreshing their resume TTL). On
+        recovery from an outage (``quiet`` False) a failure stays an error."""
+        if self.shared is None:
+            return
+        held = [(s.device_id, s.resume_handle, s.session_id) for s in self._sessions.connected()]
+        if quiet:
+            await self._try(self.shared.state.hold_sessions, held)
+        else:
+            await self.shared.state.hold_sessions(held)
+
+    async def _try(self, op: Callable[P, Awaitable[T]], *args: P.args,
+                   **kwargs: P.kwargs) -> T | None:
+        """``op`` on the shared state; None when there is none or Redis is unreachable."""
+        if self.shared is None or not self.shared.up:
+            return None
+        with contextlib.suppress(SharedStateDown):
+            return await self.shared.call(op, *args, **kwargs)
+        return None
+
+    def _chore(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background (kept until done, awaited at shutdown)."""
+        async def run() -> None:
+            await coro
+        task = asyncio.get_running_loop().create_task(run())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     # --- one connection ---------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        link = _Link(ws, ProtocolServer(self.limits, self._clock.now_s()), self._clock,
-                     write_timeout_s=self.config.gateway.write_timeout_s)
+        link = Link(ws, ProtocolServer(self.limits, self._clock.now_s()), self._clock,
+                    write_timeout_s=self.config.gateway.write_timeout_s)
         if self._stopping:
             link.conn.going_away(reason="gateway shutting down")
         self._links.add(link)
@@ -277,144 +303,242 @@ class Gateway:
             link.conn.connection_closed()
             self._detach(link)
 
-    def _detach(self, link: _Link) -> None:
+    def _detach(self, link: Link) -> None:
         session = link.session
-        for job in self._jobs.values():
+        for job in self.jobs:
             if job.link is link:
                 job.link = None
+        for follower in [f for f in self._followers.values() if f.link is link]:
+            self._chore(follower.stop())
         if session is not None and session.link is link:
             session.link = None
             session.detached_at_s = self._clock.now_s()
+            if self.shared is not None:
+                self._chore(self._try(self.shared.state.release_session, session.device_id,
+                                      session.resume_handle))
             if not self._stopping:
                 asyncio.get_running_loop().call_later(
                     self.config.gateway.orphan_grace_s, self._drop_orphans, session)
 
-    def _drop_orphans(self, session: _Session) -> None:
-        """The session went away and did not come back: nobody will read its answers."""
-        if session.link is not None:
+    def _drop_orphans(self, session: Session) -> None:
+        """The session went away and did not come back here: nobody will read its
+        answers, unless another replica holds its connection now (it follows them)."""
+        if session.link is not None or self._stopping:
             return
-        for job in list(self._jobs.values()):
-            if job.session is session and job.link is None and not job.ended:
-                logger.info("dropping answer %s of a session gone for %g s",
-                            _printable(job.request.query_id), self.config.gateway.orphan_grace_s)
-                self.answers_dropped += 1
-                if job.task is not None:
-                    job.task.cancel()
+        if self.shared is None:
+            self._drop_jobs_of(session)
+        else:
+            self._chore(self._drop_unless_held_elsewhere(session))
 
-    async def _on_event(self, link: _Link, event: ServerEvent) -> None:
+    async def _drop_unless_held_elsewhere(self, session: Session) -> None:
+        holder = await self._try(self.shared.state.session_holder, session.device_id,
+                                 session.resume_handle) if self.shared else None
+        if holder and holder != self.replica_id:
+            asyncio.get_running_loop().call_later(
+                self.config.gateway.orphan_grace_s, self._drop_orphans, session)
+        elif session.link is None:
+            self._drop_jobs_of(session)
+
+    def _drop_jobs_of(self, session: Session) -> None:
+        for job in self.jobs:
+            if job.session is session and job.link is None:
+                self.jobs.drop(job)
+
+    async def _on_event(self, link: Link, event: ServerEvent) -> None:
         if isinstance(event, HelloReceived):
-            self._on_hello(link, event)
+            await self._on_hello(link, event)
         elif isinstance(event, QueryReceived):
             await self._on_query(link, event)
         elif isinstance(event, CancelReceived):
-            self._on_cancel(link, event)
+            await self._on_cancel(link, event)
         elif isinstance(event, ProtocolViolation):
             # What a client sends is escaped: a device must not forge log lines.
-            logger.info("protocol error from %s: %s (%s)", link.peer, _printable(event.code),
-                        _printable(event.message))
+            logger.info("protocol error from %s: %s (%s)", link.peer, printable(event.code),
+                        printable(event.message))
         elif isinstance(event, ErrorReceived):
             logger.info("the edge %s reports %s (%s)", link.peer,
-                        _printable(event.error.code), _printable(event.error.message))
+                        printable(event.error.code), printable(event.error.message))
 
-    def _on_hello(self, link: _Link, event: HelloReceived) -> None:
+    async def _on_hello(self, link: Link, event: HelloReceived) -> None:
         device_id = self.tokens.device_for(event.hello.token)
         if device_id is None:
             link.conn.refuse(code=ErrorCode.UNAUTHORIZED, message="missing or wrong device token",
                              close_code=CloseCode.UNAUTHORIZED)
             return
-        session = self._sessions.get(event.hello.resume) if event.hello.resume else None
-        resumed = session is not None and session.device_id == device_id
-        if session is None or not resumed:
-            handle = secrets.token_urlsafe(18)
-            session = _Session(session_id=f"s-{secrets.token_hex(8)}", resume_handle=handle,
-                               device_id=device_id)
-            self._sessions[handle] = session
-            self._forget_old_sessions(device_id)
+        session, source = await self._find_session(device_id, event.hello.resume)
+        if session is None:
+            session = self._sessions.new(device_id)
+        else:
+            self.metrics.resumes.labels(source).inc()
         old = session.link
         if old is not None and old is not link:
             old.conn.refuse(code=ErrorCode.SESSION_REPLACED,
                             message="a newer connection resumed this "
                             "session", close_code=CloseCode.SESSION_REPLACED)
             old.wake()
-            for job in self._jobs.values():
+            for job in self.jobs:
                 if job.link is old:
                     job.link = None
         session.link = link
         session.detached_at_s = None
         link.session = session
+        if self.shared is not None:
+            await self._try(self.shared.state.hold_sessions,
+                            [(device_id, session.resume_handle, session.session_id)])
         link.conn.accept(session_id=session.session_id, resume_handle=session.resume_handle,
-                         resumed=resumed)
+                         resumed=source != "")
 
-    def _forget_old_sessions(self, device_id: str) -> None:
-        """A device keeps at most ``MAX_DETACHED_SESSIONS`` sessions waiting to be resumed
-        (the newest): a device opening session after session cannot grow the table."""
-        detached = [(s.detached_at_s, handle) for handle, s in self._sessions.items()
-                    if s.device_id == device_id and s.link is None and s.detached_at_s is not None]
-        for _, handle in sorted(detached)[:max(0, len(detached) - MAX_DETACHED_SESSIONS)]:
-            del self._sessions[handle]
+    async def _find_session(self, device_id: str, handle: str) -> tuple[Session | None, str]:
+        """The session ``handle`` names for this device, held here (``local``) or found in
+        Redis (``shared``); (None, "") when the handle is unknown, expired, made up or
+        another device's."""
+        session = self._sessions.find(handle, device_id)
+        if session is not None:
+            return session, "local"
+        if not handle or self.shared is None:
+            return None, ""
+        record = await self._try(self.shared.state.find_session, device_id, handle)
+        if record is None:
+            return None, ""
+        return self._sessions.new(device_id, session_id=record.session_id, handle=handle), "shared"
 
-    async def _on_query(self, link: _Link, event: QueryReceived) -> None:
+    async def _on_query(self, link: Link, event: QueryReceived) -> None:
         session = link.session
         assert session is not None  # the core emits queries only after accept()
-        request = event.request
-        qid = request.query_id
+        qid = event.request.query_id
         key = (session.device_id, qid)
-        if self._attach(link, key, request.resume_from):
+        if self._attach(link, key, event.request.resume_from):
             return
         stored = await self.store.get(session.device_id, qid, time.time())
         if stored is not None:
-            link.conn.send_done(dataclasses.replace(stored, replayed=True))
+            self._replay(link, stored)
             return
-        if self._attach(link, key, request.resume_from):  # started while we looked
+        if self._attach(link, key, event.request.resume_from):  # started while we looked
+            return
+        if self.shared is not None and self.shared.up and await self._on_query_shared(
+                link, session, event):
             return
         refusal = self._refusal(session.device_id)
         if refusal is not None:
-            link.conn.send_query_error(qid, *refusal)
+            self._refuse(link, qid, *refusal)
             return
-        if request.resume_from:
-            link.conn.send_reset(qid)
-        job = _Job(
-            device_id=session.device_id, session=session, link=link,
-            started_s=self._clock.now_s(),
-            request=ReasoningRequest(
-                query_id=qid, text=request.text, facts=request.facts,
-                images_jpeg=event.images_jpeg, max_tokens=request.max_tokens,
-                contemplate=request.contemplate,
-            ),
-        )
-        self._jobs[key] = job
-        job.task = asyncio.create_task(self._run(job, key), name=f"answer {qid}")
-        job.task.add_done_callback(functools.partial(self._job_done, job, key))
+        self._start(link, session, event, shared=False)
+
+    def _replay(self, link: Link, done: AnswerDone) -> None:
+        if link.conn.send_done(dataclasses.replace(done, replayed=True)):
+            self.metrics.queries.labels("replayed").inc()
+
+    def _refuse(self, link: Link, query_id: str, code: ErrorCode, message: str) -> None:
+        if link.conn.send_query_error(query_id, code, message):
+            self.metrics.queries.labels(code.value).inc()
+
+    def _start(self, link: Link, session: Session, event: QueryReceived, *,
+               shared: bool) -> None:
+        if event.request.resume_from:
+            link.conn.send_reset(event.request.query_id)
+        self.jobs.start(link, session, event, shared=shared)
+
+    async def _on_query_shared(self, link: Link, session: Session, event: QueryReceived) -> bool:
+        """Redis decides (one round trip): replay, follow another replica's run, refuse
+        for the device's limits across replicas, or generate here. False: Redis just
+        became unreachable (the caller goes on alone)."""
+        assert self.shared is not None
+        gw, qid = self.config.gateway, event.request.query_id
+        claim = await self._try(self.shared.state.claim, session.device_id, qid,
+                                session.session_id, max_in_flight=gw.max_queries_in_flight,
+                                queries_per_min=gw.device_queries_per_min, burst=gw.device_burst)
+        if claim is None:
+            return False
+        if claim.outcome == "answered" and claim.done is not None:
+            self._replay(link, claim.done)
+        elif claim.outcome == "busy":
+            self._refuse(link, qid, ErrorCode.BUSY, f"{claim.in_flight} answers of this device "
+                         "are waiting or being generated")
+        elif claim.outcome == "rate_limited":
+            self._refuse(link, qid, ErrorCode.RATE_LIMITED, _rate_message(gw, claim.retry_s))
+        elif claim.outcome == "running":
+            if claim.owner != self.replica_id or not self._attach(
+                    link, (session.device_id, qid), event.request.resume_from):
+                self._follow(link, session, event)
+        else:
+            self._start(link, session, event, shared=True)
+        return True
+
+    def _follow(self, link: Link, session: Session, event: QueryReceived) -> None:
+        """Stream another replica's run of this query to ``link``."""
+        assert self.shared is not None
+        key = (session.device_id, event.request.query_id)
+        old = self._followers.pop(key, None)
+        if old is not None:
+            self._chore(old.stop())
+
+        async def take_over(had_chars: int) -> bool:
+            return await self._take_over(link, event, had_chars)
+
+        def on_end(outcome: str) -> None:
+            self.metrics.queries.labels(outcome).inc()
+
+        follower = Follower(self.shared, link, key[0], key[1],
+                            resume_from=event.request.resume_from, take_over=take_over,
+                            on_end=on_end)
+        self._followers[key] = follower
+        follower.start()
+        assert follower.task is not None
+        follower.task.add_done_callback(
+            lambda _: self._followers.pop(key, None) if self._followers.get(key) is follower
+            else None)
+
+    async def _take_over(self, link: Link, event: QueryReceived, had_chars: int) -> bool:
+        """The replica generating this query is gone: generate it here (True), unless it
+        is answered meanwhile (True) or another replica took it first (False)."""
+        session = link.session
+        if session is None or self._stopping:
+            return True
+        qid = event.request.query_id
+        resent = dataclasses.replace(event, request=dataclasses.replace(
+            event.request, resume_from=had_chars))
+        claim = None
+        if self.shared is not None:
+            claim = await self._try(self.shared.state.claim, session.device_id, qid,
+                                    session.session_id, max_in_flight=1, queries_per_min=1.0,
+                                    burst=1, takeover=True)
+        if claim is not None and claim.outcome == "running":
+            return False
+        if claim is not None and claim.outcome == "answered" and claim.done is not None:
+            link.conn.send_done(claim.done)
+            return True
+        logger.info("taking over answer %s (its replica is gone)", printable(qid))
+        self.metrics.takeovers.inc()
+        self._start(link, session, resent, shared=claim is not None)
+        link.wake()
+        return True
 
     def _refusal(self, device_id: str) -> tuple[ErrorCode, str] | None:
-        """Why a new answer for ``device_id`` cannot start now (None: it can)."""
+        """Why a new answer for ``device_id`` cannot start now (None: it can), on this
+        replica's own counts (no Redis, or Redis unreachable)."""
         if self._stopping:
             return ErrorCode.GOING_AWAY, "the gateway is shutting down"
         gw = self.config.gateway
-        in_flight = sum(1 for job in self._jobs.values()
-                        if job.device_id == device_id and not job.barge_in)
+        in_flight = self.jobs.in_flight(device_id)
         if in_flight >= gw.max_queries_in_flight:
             return ErrorCode.BUSY, (f"{in_flight} answers of this device are waiting or being "
                                     "generated")
         if not self._rates.allow(device_id, self._clock.now_s()):
-            wait_s = self._rates.retry_after_s(device_id)
-            return ErrorCode.RATE_LIMITED, (
-                f"more than {gw.device_queries_per_min:g} questions a minute from this "
-                f"device; ask again in {wait_s:.1f} s")
+            return ErrorCode.RATE_LIMITED, _rate_message(gw, self._rates.retry_after_s(device_id))
         return None
 
-    def _attach(self, link: _Link, key: tuple[str, str], resume_from: int) -> bool:
-        """A query already being answered: stream it to ``link`` from ``resume_from`` on
-        (a resume), or refuse it when another live session of the device holds it."""
-        job = self._jobs.get(key)
-        if job is None:
+    def _attach(self, link: Link, key: Key, resume_from: int) -> bool:
+        """A query already being answered here: stream it to ``link`` from ``resume_from``
+        on (a resume), or refuse it when another live session of the device holds it."""
+        job = self.jobs.get(key)
+        if job is None or job.ended:
             return False
         holder = job.link
         if holder is not None and holder is not link and holder.session is not link.session \
                 and holder in self._links:
-            link.conn.send_query_error(key[1], ErrorCode.DUPLICATE_QUERY,
-                                       f"query {key[1]} is being answered on another "
-                                       "connection of this device")
+            self._refuse(link, key[1], ErrorCode.DUPLICATE_QUERY,
+                         f"query {key[1]} is being answered on another connection of this "
+                         "device")
             return True
         job.link = link
         if resume_from > len(job.text):
@@ -423,120 +547,52 @@ class Gateway:
         link.conn.send_delta(key[1], job.text[resume_from:], resume_from)
         return True
 
-    def _on_cancel(self, link: _Link, event: CancelReceived) -> None:
+    async def _on_cancel(self, link: Link, event: CancelReceived) -> None:
         session = link.session
         assert session is not None
-        job = self._jobs.get((session.device_id, event.query_id))
-        if job is None or job.task is None or job.ended:
-            link.conn.send_done(AnswerDone(query_id=event.query_id, text="", cancelled=True,
-                                           heard_chars=event.heard_chars))
+        key = (session.device_id, event.query_id)
+        job = self.jobs.get(key)
+        if job is not None and job.task is not None and not job.ended:
+            if job.first_delta_s is None:  # taken back before any answer: it costs nothing
+                await self._refund(job.device_id, shared=job.writer is not None)
+            self.jobs.barge_in(job, link, event.heard_chars)
             return
-        job.barge_in = True
-        job.heard_chars = event.heard_chars
-        job.link = link
-        if job.first_delta_s is None:
-            self._rates.refund(job.device_id)  # taken back before any answer: it costs nothing
-        job.task.cancel()
+        text = ""
+        follower = self._followers.pop(key, None)
+        if follower is not None and self.shared is not None:
+            text = follower.text
+            await follower.stop()
+            await self._try(self.shared.state.request_cancel, key[0], key[1], event.heard_chars)
+        if link.conn.send_done(AnswerDone(query_id=event.query_id, text=text, cancelled=True,
+                                          heard_chars=event.heard_chars)):
+            self.metrics.queries.labels("cancelled").inc()
 
-    def _stream(self, job: _Job) -> AsyncIterator[str]:
-        if job.request.contemplate:
-            return contemplate(self.backend, job.request, self.config.contemplate,
-                               on_usage=job.set_usage)
-        return self.backend.stream(job.request)
+    async def _refund(self, device_id: str, *, shared: bool) -> None:
+        if shared and self.shared is not None:
+            await self._try(self.shared.state.refund, device_id, self.config.gateway.device_burst)
+        else:
+            self._rates.refund(device_id)
 
-    async def _run(self, job: _Job, key: tuple[str, str]) -> None:
-        """Wait for the device's turn, generate, then end the query (done or error).
 
-        Barge-in cancels this task: the answer so far is finished as ``cancelled``.
-        Any other cancellation (shutdown, a dropped orphan) ends it with nothing kept.
-        A task cancelled before it ever ran is ended by ``_job_done``.
-        """
-        try:
-            async with self.scheduler.turn(job.device_id):
-                await self._generate(job)
-        except asyncio.CancelledError:
-            if not job.barge_in:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-        except BackendError as exc:
-            self._end_with_error(job, key, exc.code, str(exc))
-            return
-        except Exception as exc:
-            logger.exception("backend %s failed on %s", self.backend.name,
-                             _printable(job.request.query_id))
-            self._end_with_error(job, key, ErrorCode.BACKEND_FAILED, f"the backend failed: {exc}")
-            return
-        await self._finish(job, key)
+def _rate_message(gw: GatewayConfig, wait_s: float) -> str:
+    return (f"more than {gw.device_queries_per_min:g} questions a minute from this device; "
+            f"ask again in {wait_s:.1f} s")
 
-    async def _generate(self, job: _Job) -> None:
-        qid = job.request.query_id
-        async for delta in self._stream(job):
-            if not delta:
-                continue
-            if job.first_delta_s is None:
-                job.first_delta_s = self._clock.now_s()
-            offset = len(job.text)
-            job.text += delta
-            if job.link is not None and job.link.conn.send_delta(qid, delta, offset):
-                job.link.wake()
 
-    async def _finish(self, job: _Job, key: tuple[str, str]) -> None:
-        """Store the answer, then send its ``answer.done``: the query's one ending."""
-        if job.ended:
-            return
-        job.ended = True
-        try:
-            usage, estimated = self._usage(job)
-            now_s = self._clock.now_s()
-            first_s = job.first_delta_s if job.first_delta_s is not None else now_s
-            done = AnswerDone(
-                query_id=job.request.query_id, text=job.text, prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens, usage_estimated=estimated,
-                first_delta_ms=(first_s - job.started_s) * 1000,
-                total_ms=(now_s - job.started_s) * 1000,
-                cancelled=job.barge_in, heard_chars=job.heard_chars,
-            )
-            try:
-                await self.store.put(job.device_id, done.query_id, done, finished_at_s=time.time())
-            except Exception:
-                logger.exception("answer store failed; %s is answered but not kept",
-                                 _printable(done.query_id))
-            if not job.barge_in:
-                self.answers_generated += 1
-            if job.link is not None and job.link.conn.send_done(done):
-                job.link.wake()
-        finally:
-            self._forget(job, key)
+def _default_replica_id() -> str:
+    """Host name, process id and a random tag: unique across restarts and machines."""
+    host = socket.gethostname().split(".")[0] or "gateway"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
-    def _job_done(self, job: _Job, key: tuple[str, str], task: asyncio.Task[None]) -> None:
-        """Every job passes here. A barge-in that cancelled the task before it ever ran
-        still gets its ``answer.done`` (cancelled): no query is left without an ending."""
-        if task.cancelled() and job.barge_in and not job.ended and not self._stopping:
-            finishing = asyncio.get_running_loop().create_task(self._finish(job, key))
-            self._finishing.add(finishing)
-            finishing.add_done_callback(self._finishing.discard)
-            return
-        self._forget(job, key)
 
-    def _forget(self, job: _Job, key: tuple[str, str]) -> None:
-        if self._jobs.get(key) is job:
-            del self._jobs[key]
-        job.request = dataclasses.replace(job.request, images_jpeg=())  # free the keyframes
-
-    def _usage(self, job: _Job) -> tuple[Usage, bool]:
-        usage = job.usage or pop_usage(self.backend, job.request.query_id)
-        if usage is not None:
-            return usage, False
-        return estimate_usage(job.request, job.text), True
-
-    def _end_with_error(self, job: _Job, key: tuple[str, str], code: str, message: str) -> None:
-        job.ended = True
-        if job.link is not None and job.link.conn.send_query_error(
-                job.request.query_id, code, message):
-            job.link.wake()
-        self._forget(job, key)
+def _shared_state(gw: GatewayConfig, replica_id: str,
+                  metrics: GatewayMetrics) -> SharedState | None:
+    if not gw.redis_url:
+        return None
+    state = RedisState(gw.redis_url, replica_id=replica_id, lease_s=gw.lease_s,
+                       resume_ttl_s=gw.resume_ttl_s, answer_ttl_s=gw.answer_ttl_s,
+                       timeout_s=gw.redis_timeout_s)
+    return SharedState(state, url=gw.redis_url, metrics=metrics)
 
 
 def _check(gw: GatewayConfig) -> None:
@@ -551,16 +607,17 @@ def _check(gw: GatewayConfig) -> None:
             ("orphan_grace_s", "0 or more", gw.orphan_grace_s >= 0),
             ("write_timeout_s", "above 0", gw.write_timeout_s > 0),
             ("max_send_queue", "at least 8", gw.max_send_queue >= 8),
+            ("lease_s", "at least 0.3", gw.lease_s >= 0.3),
+            ("drain_s", "0 or more", gw.drain_s >= 0),
+            ("redis_timeout_s", "above 0", gw.redis_timeout_s > 0),
+            ("replica_id", "one word (no spaces)", len(gw.replica_id.split()) <= 1
+             and gw.replica_id == gw.replica_id.strip()),
+            ("redis_url", "redis://, rediss:// or unix://", not gw.redis_url
+             or gw.redis_url.startswith(("redis://", "rediss://", "unix://"))),
         ) if not ok
     ]
     if problems:
         raise BadInputError("; ".join(problems))
-
-
-def _printable(text: str, limit: int = 300) -> str:
-    """``text`` safe for one log line: control characters escaped, length capped."""
-    clipped = text if len(text) <= limit else text[:limit] + "..."
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in clipped)
 
 
 def gateway_config_with(config: Config, **changes: Any) -> Config:
