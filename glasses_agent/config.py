@@ -34,6 +34,7 @@ __all__ = [
     "CloudConfig",
     "Config",
     "ContemplateConfig",
+    "FieldLogConfig",
     "GatewayConfig",
     "LocalLlmConfig",
     "MemoryConfig",
@@ -302,6 +303,29 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FieldLogConfig:
+    # Field logs (--record PATH, docs/field-logs.md). Camera frames kept per second (JPEG),
+    # besides every frame perception ran on (replay needs those); 0 = only those.
+    camera_fps: float = 1.0
+    jpeg_quality: int = 80
+    # Blur faces in kept frames (the edge's redactor, checked by a second detector).
+    # false: the tester opts out (a log of their own, say).
+    blur_faces: bool = True
+    # Keep what the microphone heard: the wearer's voice, so opt-in (--record-audio).
+    audio: bool = False
+    # Keep the VAD's speech probability per 32 ms.
+    vad: bool = True
+    # Size budget, MB (0 = none): camera frames are dropped first, then audio and keyframes.
+    max_mb: float = 2000.0
+    # A chunk is finished at least this often: what a crash can lose, s.
+    flush_every_s: float = 1.0
+    chunk_kb: int = 1024
+    # The live view (--live [PORT]): Foxglove connects to ws://live_host:PORT.
+    live_host: str = "127.0.0.1"
+    live_port: int = 8766
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     models: ModelsConfig = ModelsConfig()
     audio: AudioConfig = AudioConfig()
@@ -319,6 +343,7 @@ class Config:
     contemplate: ContemplateConfig = ContemplateConfig()
     router: RouterConfig = RouterConfig()
     memory: MemoryConfig = MemoryConfig()
+    fieldlog: FieldLogConfig = FieldLogConfig()
 
 
 def _sections() -> dict[str, type[Any]]:

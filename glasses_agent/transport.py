@@ -62,8 +62,11 @@ class Transport(Generic[EventT]):
     """One websocket and its protocol core (see the module docstring)."""
 
     def __init__(self, ws: Connection, core: ProtocolCore[EventT], clock: Clock, *,
-                 write_timeout_s: float = 10.0, close_grace_s: float = 2.0) -> None:
+                 write_timeout_s: float = 10.0, close_grace_s: float = 2.0,
+                 on_message: Callable[[str, str | bytes, float], None] | None = None) -> None:
         self.ws = ws
+        # Told of every message as it went over the wire: ("sent" | "received", data, now_s).
+        self.on_message = on_message
         self.core = core
         self.clock = clock
         self.write_timeout_s = write_timeout_s
@@ -86,6 +89,8 @@ class Transport(Generic[EventT]):
         try:
             async for message in self.ws:
                 now_s = self.clock.now_s()
+                if self.on_message is not None:
+                    self.on_message("received", message, now_s)
                 if isinstance(message, str):
                     events = self.core.receive_text(message, now_s)
                 else:
@@ -118,6 +123,8 @@ class Transport(Generic[EventT]):
                         await self._deadline(self.ws.close(item.code, item.reason))
                         return
                     await self._deadline(self.ws.send(item))
+                    if self.on_message is not None:
+                        self.on_message("sent", item, self.clock.now_s())
         except ConnectionClosed:
             return
         except TimeoutError:

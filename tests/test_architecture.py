@@ -46,6 +46,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("glasses_agent.gateway.jobs", "glasses_agent.gateway.follower"),
     ("glasses_agent.gateway.server",),
     ("glasses_agent.gateway", "glasses_agent.gateway.cli"),
+    # field logs: they tap the edge (which never imports them); the command line uses them
+    ("glasses_agent.fieldlog",),
     # the command line composes both deployables
     ("glasses_agent.commands", "glasses_agent.cli"),
 ]

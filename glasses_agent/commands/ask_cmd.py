@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from glasses_agent.commands._record import add_record_arguments
 from glasses_agent.config import Config
 from glasses_agent.errors import BadInputError
 
@@ -38,14 +39,16 @@ def _check_inputs(image: Path, audio: Path) -> None:
 
 async def _ask(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     from glasses_agent.commands._cloud import cloud_for
+    from glasses_agent.commands._record import recording
     from glasses_agent.edge.build import Inputs, build_runtime
 
     inputs = Inputs(camera=str(args.image), mic=str(args.audio), audio_out=args.tts_out,
                     fast=True, silent=True)
     async with cloud_for(config, url=args.cloud, offline=args.offline) as cloud:
-        runtime = build_runtime(config, inputs, cloud=cloud)
-        runtime.hearing.arm_follow_up(float("inf"))  # the whole file is the question
-        results = await runtime.run()
+        with recording(args, config, command="ask") as tap:
+            runtime = build_runtime(config, inputs, cloud=cloud, tap=tap)
+            runtime.hearing.arm_follow_up(float("inf"))  # the whole file is the question
+            results = await runtime.run()
     if not results:
         raise BadInputError(f"no speech found in {args.audio}")
     turn = results[0]
@@ -101,4 +104,5 @@ def register(subparsers: Any) -> None:
                        help="no cloud: answer on the device only")
     parser.add_argument("--tts-out", metavar="PATH", help="write the spoken answer (WAV)")
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    add_record_arguments(parser)
     parser.set_defaults(func=run)

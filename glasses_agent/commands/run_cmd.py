@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import IO, Any
 
+from glasses_agent.commands._record import add_record_arguments
 from glasses_agent.config import Config
 from glasses_agent.errors import BadInputError
 
@@ -66,6 +67,7 @@ class _Printer:
 
 async def _run(args: argparse.Namespace, config: Config, events: IO[str] | None) -> int:
     from glasses_agent.commands._cloud import cloud_for
+    from glasses_agent.commands._record import recording
     from glasses_agent.edge.build import Inputs, build_runtime
     from glasses_agent.edge.runtime import RuntimeOptions
 
@@ -74,12 +76,13 @@ async def _run(args: argparse.Namespace, config: Config, events: IO[str] | None)
     inputs = Inputs(camera=None if args.no_camera else (args.camera or config.camera.source),
                     mic=args.mic or "", audio_out=args.audio_out, fast=args.fast)
     async with cloud_for(config, url=args.cloud, offline=args.offline) as cloud:
-        runtime = build_runtime(config, inputs, cloud=cloud, options=options,
-                                on_event=_Printer(events, quiet=args.events == "-"))
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, runtime.stop)
-        results = await runtime.run()
+        with recording(args, config, command="run") as tap:
+            runtime = build_runtime(config, inputs, cloud=cloud, options=options,
+                                    on_event=_Printer(events, quiet=args.events == "-"), tap=tap)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, runtime.stop)
+            results = await runtime.run()
     print(f"glasses-agent run: {len(results)} question(s) answered", file=sys.stderr)
     return 0
 
@@ -124,4 +127,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--follow-up", type=float, default=0.0, metavar="S",
                         help="after an answer, take speech within S seconds as a question "
                              "without the wake phrase (default: off)")
+    add_record_arguments(parser)
     parser.set_defaults(func=run)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import Config
-from glasses_agent.edge.events import RuntimeEvent
+from glasses_agent.edge.events import RuntimeEvent, Tap
 from glasses_agent.edge.runtime import Runtime, RuntimeOptions
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import AudioChunk
@@ -78,8 +78,10 @@ def build_runtime(
     on_event: Callable[[RuntimeEvent], None] | None = None,
     clock: Clock | None = None,
     notice: Callable[[str], None] | None = None,
+    tap: Tap | None = None,
 ) -> Runtime:
-    """The runtime for ``inputs``; ``cloud`` None: offline (answers on the device only)."""
+    """The runtime for ``inputs``; ``cloud`` None: offline (answers on the device only).
+    ``tap``: told of everything a field log keeps (``glasses_agent.fieldlog.Recorder``)."""
     from glasses_agent.edge.client import EdgeClient
     from glasses_agent.edge.memory import open_memory
     from glasses_agent.edge.perception.loop import Perceiver
@@ -113,20 +115,22 @@ def build_runtime(
     if inputs.camera is not None:
         privacy = PrivacySwitch(config.perception.privacy)
         camera = dataclasses.replace(config.camera, source=inputs.camera)
-        capture = CameraCapture.from_config(camera, clock=clock, privacy=privacy)
+        capture = CameraCapture.from_config(camera, clock=clock, privacy=privacy,
+                                            on_frame=tap.camera_frame if tap else None)
         perceiver = Perceiver.from_config(config, privacy=privacy)
         faces = perceiver.step("faces")
         detector = faces.detector if isinstance(faces, FaceStep) else None
         redactor = FaceRedactor.from_config(config, privacy=privacy, detector=detector)
-        eyes = Eyes(capture, perceiver, redactor, clock=clock)
+        eyes = Eyes(capture, perceiver, redactor, clock=clock, tap=tap)
         # the variants actually running (the int8 self-check may have kept fp32)
         models["vision"] = ", ".join(m for ms in perceiver.models.values() for m in ms)
     client = None
     if cloud is not None:
         cloud_config = dataclasses.replace(config.cloud, url=cloud.url)
-        client = EdgeClient(cloud_config, token=cloud.token, clock=clock)
+        client = EdgeClient(cloud_config, token=cloud.token, clock=clock,
+                            on_wire=tap.wire if tap else None)
     memory = open_memory(config.memory)
-    speaker = Speaker(tts, sink, clock=clock)
+    speaker = Speaker(tts, sink, clock=clock, on_sentence=tap.spoken if tap else None)
     return Runtime(config, mic=mic, listener=listener, speaker=speaker, clock=clock, eyes=eyes,
                    client=client, memory=memory, options=options, on_event=on_event,
-                   models=models)
+                   models=models, tap=tap)

@@ -8,6 +8,11 @@ a barge-in, and one latency record per turn. The simulator's window and HUD,
 the field-log recorder and ``glasses-agent run --events`` all read the same
 events; none of them reaches into the runtime.
 
+``Tap`` is the rest of what a field log keeps (``glasses_agent.fieldlog`` implements
+it): what the glasses sensed and said on the way to those events, camera frames, the
+audio the listener heard, VAD and transcript frames, spoken sentences, wire messages.
+``build_runtime(tap=...)`` hands it to each part; the edge never imports a recorder.
+
 Times are the runtime clock's (``timestamp_s``); ``as_dict`` gives plain JSON data.
 """
 
@@ -15,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from glasses_agent.frames import LinkState, Perception
+from glasses_agent.frames import AudioChunk, Frame, LinkState, Perception, VideoFrame
 
 __all__ = [
     "Answered",
@@ -32,6 +38,7 @@ __all__ = [
     "Perceived",
     "RuntimeEvent",
     "StateChanged",
+    "Tap",
     "TurnTimings",
     "event_dict",
 ]
@@ -156,6 +163,45 @@ RuntimeEvent = (
     StateChanged | LedChanged | LinkChanged | Heard | Perceived | Decided | AnswerText
     | Answered | BargedIn | TurnTimings
 )
+
+
+class Tap(Protocol):
+    """What a field-log recorder is told, besides the events. Each method is called on the
+    part's own thread (camera capture, perception, hearing, the event loop): it must
+    return at once (queue, do not encode images here) and must not raise."""
+
+    def session(self, info: Mapping[str, Any]) -> None:
+        """The run begins: models, options, notes kept, ``clock_s`` (the runtime clock now)."""
+
+    def event(self, event: RuntimeEvent) -> None:
+        """Every runtime event, as ``on_event`` gets it."""
+
+    def camera_frame(self, frame: VideoFrame) -> None:
+        """Every frame the capture publishes (the recorder keeps some)."""
+
+    def perceived(self, perception: Perception, frame: VideoFrame) -> None:
+        """A perception and the very frame it was made from."""
+
+    def heard_audio(self, chunk: AudioChunk) -> None:
+        """The audio the listener hears (after the echo canceller), in order."""
+
+    def vad(self, start_s: float, probability: float) -> None:
+        """The VAD's speech probability for the 32 ms from ``start_s`` (audio time)."""
+
+    def listener_frame(self, frame: Frame, audio_s: float, wall_s: float) -> None:
+        """A frame out of the listener: speech started/paused/resumed/ended, wake, transcript."""
+
+    def hearing_control(self, kind: Literal["armed", "button"], audio_s: float,
+                        value: float | str) -> None:
+        """What changed the listener from outside, at audio time ``audio_s``: the wake gate
+        ``armed`` until audio time ``value`` (a follow-up, a barge-in), a ``button``."""
+
+    def spoken(self, text: str, now_s: float, synth_ms: float, duration_s: float) -> None:
+        """A sentence queued on the speaker at ``now_s``: its synthesis time and length."""
+
+    def wire(self, direction: Literal["sent", "received"], data: str | bytes,
+             now_s: float) -> None:
+        """A websocket message to or from the gateway, as it went over the wire."""
 
 
 def event_dict(event: RuntimeEvent) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasses_agent.clock import Clock
+from glasses_agent.edge.events import Tap
 from glasses_agent.edge.speech.echo import AcousticPath, EchoCanceller
 from glasses_agent.edge.speech.pipeline import flush_pipeline
 from glasses_agent.edge.speech.playback import AudioSink
@@ -41,7 +42,7 @@ from glasses_agent.edge.speech.wake import WakeGate
 from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
 from glasses_agent.stages import Pipeline
 
-__all__ = ["BargeInWatch", "EchoStage", "HearingThread"]
+__all__ = ["AudioTapStage", "BargeInWatch", "EchoStage", "HearingThread"]
 
 class EchoStage:
     """AudioChunk -> the same audio with the speaker's echo taken out (``EchoCanceller``).
@@ -85,6 +86,18 @@ class EchoStage:
         end_s = start_s + duration_s - 1e-6
         scores = [score for t, score in self._scores if start_s - 1e-6 <= t < end_s]
         return sum(scores) / len(scores) if scores else None
+
+
+class AudioTapStage:
+    """Passes every frame on; tells ``tap`` of each audio chunk (what the listener hears)."""
+
+    def __init__(self, tap: Tap) -> None:
+        self.tap = tap
+
+    def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
+        if isinstance(frame, AudioChunk):
+            self.tap.heard_audio(frame)
+        return [frame]
 
 
 class BargeInWatch:
@@ -156,8 +169,11 @@ class HearingThread:
         barge_in_threshold: float = 0.5,
         barge_in_near_end_db: float = 6.0,
         follow_up_s: float = 6.0,
+        tap: Tap | None = None,
     ) -> None:
         self.clock = clock
+        self.tap = tap
+        self._audio_s = 0.0  # the end of the last chunk taken in (audio time)
         self.fast = fast
         self.on_frame = on_frame
         self.on_barge_in = on_barge_in
@@ -181,6 +197,8 @@ class HearingThread:
         if sink is not None and not fast:  # fast: audio outruns the speaker; no echo to take
             self._echo = EchoStage(self._reference)
             stages.insert(0, self._echo)
+        if tap is not None:  # the audio as the listener hears it: after the echo canceller
+            stages.insert(1 if self._echo is not None else 0, AudioTapStage(tap))
         self.barge_in = BargeInWatch(self._echo, min_speech_s=barge_in_min_speech_s,
                                      threshold=barge_in_threshold,
                                      near_end_db=barge_in_near_end_db)
@@ -206,6 +224,8 @@ class HearingThread:
     def press(self, button: str = "tap") -> None:
         """A temple tap (push-to-talk), from any thread: it takes effect at the next chunk."""
         self._buttons.put(ButtonPressed(timestamp_s=0.0, button=button))  # type: ignore[arg-type]
+        if self.tap is not None:
+            self.tap.hearing_control("button", self._audio_s, button)
 
     def _reference(self, start_s: float, samples: int) -> np.ndarray:
         """What the speaker played over this span of audio (silence when nothing)."""
@@ -251,6 +271,7 @@ class HearingThread:
                 if self._epoch is None:
                     self._epoch = self.clock.now_s() - chunk.timestamp_s
                 audio_s = chunk.timestamp_s + chunk.duration_s
+                self._audio_s = audio_s
                 while not self._buttons.empty():
                     tap = self._buttons.get()
                     self._push(ButtonPressed(timestamp_s=chunk.timestamp_s, button=tap.button),
@@ -271,10 +292,15 @@ class HearingThread:
     def _emit(self, frame: Frame, audio_s: float) -> None:
         if isinstance(frame, AudioChunk):
             return  # audio stays in the thread
-        self.on_frame(Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s()))
+        heard = Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s())
+        if self.tap is not None:
+            self.tap.listener_frame(frame, audio_s, heard.wall_s)
+        self.on_frame(heard)
 
     def _watch(self, start_s: float, probability: float) -> None:
         """Per 32 ms chunk (in this thread): the barge-in rule while speaking."""
+        if self.tap is not None:
+            self.tap.vad(start_s, probability)
         if not self.speaking.is_set():
             self.barge_in.reset()
             return
@@ -282,12 +308,16 @@ class HearingThread:
         if began_s is not None:
             if self._gate is not None:
                 self._gate.arm(start_s + self.follow_up_s)  # what they say is for us
+                if self.tap is not None:
+                    self.tap.hearing_control("armed", start_s, start_s + self.follow_up_s)
             self.on_barge_in(self.to_wall_s(began_s))
 
     def arm_follow_up(self, until_audio_s: float) -> None:
         """Take the next utterance before ``until_audio_s`` as a question (a follow-up)."""
         if self._gate is not None:
             self._gate.arm(until_audio_s)
+            if self.tap is not None:
+                self.tap.hearing_control("armed", self._audio_s, until_audio_s)
 
     def audio_now_s(self) -> float:
         """The audio time that corresponds to the runtime clock's now."""

@@ -49,6 +49,7 @@ from glasses_agent.edge.events import (
     Perceived,
     RuntimeEvent,
     StateChanged,
+    Tap,
     TurnTimings,
 )
 from glasses_agent.edge.hearing import Heard as HeardFrame
@@ -70,12 +71,18 @@ from glasses_agent.edge.speech.wake import strip_wake_phrase
 from glasses_agent.frames import AudioChunk, LinkState, Perception, Query, SpeechStarted, Transcript
 from glasses_agent.stages import Pipeline
 
-__all__ = ["Runtime", "RuntimeOptions", "TurnResult"]
+__all__ = ["Runtime", "RuntimeOptions", "TurnResult", "question_of"]
 
 logger = logging.getLogger("glasses_agent.runtime")
 
 # How often the runtime looks whether the answer is still playing, s.
 _PLAYBACK_POLL_S = 0.02
+
+
+def question_of(text: str, config: Config) -> str:
+    """The question in a transcript: without the wake phrase (when there is one)."""
+    phrase = config.wake.phrase if config.wake.engine != "off" else ""
+    return strip_wake_phrase(text, phrase).strip() if phrase else text.strip()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,8 +141,10 @@ class Runtime:
         options: RuntimeOptions = RuntimeOptions(),
         on_event: Callable[[RuntimeEvent], None] | None = None,
         models: dict[str, str] | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.config = config
+        self.tap = tap
         self.speaker = speaker
         self.clock = clock
         self.eyes = eyes
@@ -146,7 +155,7 @@ class Runtime:
         self._on_event = on_event
         self.hearing = HearingThread(
             mic, listener, clock=clock, on_frame=self._from_thread, on_barge_in=self._barge_signal,
-            sink=speaker.sink, fast=options.fast, live=options.live_mic,
+            sink=speaker.sink, fast=options.fast, live=options.live_mic, tap=tap,
         )
         self.results: list[TurnResult] = []
         self.state = AssistantState.IDLE
@@ -185,6 +194,11 @@ class Runtime:
     # --- events -----------------------------------------------------------------------------
 
     def _emit(self, event: RuntimeEvent) -> None:
+        if self.tap is not None:
+            try:
+                self.tap.event(event)
+            except Exception:  # a recorder must not stop the glasses
+                logger.exception("the tap failed on %s", type(event).__name__)
         if self._on_event is not None:
             try:
                 self._on_event(event)
@@ -221,6 +235,8 @@ class Runtime:
 
     def _start(self) -> list[asyncio.Task[None]]:
         now = self.clock.now_s()
+        if self.tap is not None:
+            self.tap.session(self._session_info(now))
         if self.eyes is not None:
             self.eyes._on_perception = self._perceived
             self.eyes.start()
@@ -232,6 +248,22 @@ class Runtime:
         if self.client is not None:
             watchers.append(asyncio.create_task(self._watch_link(), name="link-watch"))
         return watchers
+
+    def _session_info(self, now_s: float) -> dict[str, object]:
+        """What a field log needs to know of this run (to replay it)."""
+        options = self.options
+        notes = [stored.note for stored in self.memory.notes()] if self.memory is not None else []
+        return {
+            "clock_s": now_s, "models": dict(self.models), "camera": self.eyes is not None,
+            "cloud": self.client is not None,
+            "options": {"fast": options.fast, "live_mic": options.live_mic,
+                        "location": list(options.location) if options.location else None,
+                        "battery_percent": options.battery_percent,
+                        "follow_up_s": options.follow_up_s},
+            "notes": [{"text": n.text, "timestamp": n.timestamp.isoformat(),
+                       "facts": n.facts.to_wire(),
+                       "location": list(n.location) if n.location else None} for n in notes],
+        }
 
     async def _watch_hearing(self) -> None:
         await asyncio.to_thread(self.hearing.done.wait)
@@ -348,9 +380,7 @@ class Runtime:
 
     async def _answer(self, transcript: Transcript, item: HeardFrame) -> None:
         """Route the question, answer it on the device or from the cloud, speak it."""
-        phrase = self.config.wake.phrase if self.config.wake.engine != "off" else ""
-        question = strip_wake_phrase(transcript.text, phrase).strip() if phrase else \
-            transcript.text.strip()
+        question = question_of(transcript.text, self.config)
         # The end of speech as the wearer lived it: the endpointing wait (audio time) and
         # Whisper's work (wall time) before the transcript came out.
         origin = item.wall_s - transcript.asr_ms / 1000 - (item.audio_s - transcript.end_s)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 
 from glasses_agent.clock import Clock
+from glasses_agent.edge.events import Tap
 from glasses_agent.edge.perception.keyframe import sharpness
 from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop
 from glasses_agent.edge.perception.privacy import FaceRedactor
@@ -43,6 +44,7 @@ class Eyes:
         perceive_every_s: float = 1.0,
         fresh_s: float = 1.5,
         on_perception: Callable[[Perception], None] | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.capture = capture
         self.perceiver = perceiver
@@ -50,6 +52,7 @@ class Eyes:
         self.clock = clock
         self.fresh_s = fresh_s
         self._on_perception = on_perception
+        self.tap = tap
         self._lock = threading.Lock()
         self._latest: tuple[Perception, VideoFrame] | None = None
         self.loop = PerceptionLoop(capture, perceiver, clock=clock,
@@ -83,6 +86,8 @@ class Eyes:
     def _perceived(self, perception: Perception, frame: VideoFrame) -> None:
         with self._lock:
             self._latest = (perception, frame)
+        if self.tap is not None:
+            self.tap.perceived(perception, frame)
         if self._on_perception is not None:
             self._on_perception(perception)
 

@@ -508,6 +508,7 @@ class CameraCapture:
         loop: bool = False,
         ring_size: int = 8,
         privacy: PrivacySwitch | None = None,
+        on_frame: Callable[[VideoFrame], None] | None = None,
     ) -> None:
         if fps <= 0:
             raise BadInputError(f"camera fps must be positive, not {fps}")
@@ -517,6 +518,8 @@ class CameraCapture:
         self.realtime = realtime
         self.loop = loop
         self.privacy = privacy or PrivacySwitch()
+        # Told of every frame published, on the capture thread (a field-log recorder).
+        self.on_frame = on_frame
         self.mailbox: Mailbox[VideoFrame] = Mailbox()
         self._ring: collections.deque[VideoFrame] = collections.deque(maxlen=max(1, ring_size))
         self._ring_lock = threading.Lock()
@@ -634,6 +637,8 @@ class CameraCapture:
             self._ring.append(frame)
             self._max_ring = max(self._max_ring, len(self._ring))
         self.mailbox.put(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
     def _run(self) -> None:
         try:

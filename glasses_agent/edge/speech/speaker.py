@@ -16,6 +16,8 @@ worker thread, which the runtime chooses.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +43,8 @@ class Spoken:
 class Speaker:
     """Speaks one answer at a time on ``sink`` with ``tts`` (see the module docstring)."""
 
-    def __init__(self, tts: TtsEngine, sink: AudioSink, *, clock: Clock | None = None) -> None:
+    def __init__(self, tts: TtsEngine, sink: AudioSink, *, clock: Clock | None = None,
+                 on_sentence: Callable[[str, float, float, float], None] | None = None) -> None:
         if tts.sample_rate_hz != sink.sample_rate_hz:
             raise ValueError(f"the engine speaks at {tts.sample_rate_hz} Hz, the sink plays "
                              f"{sink.sample_rate_hz} Hz")
@@ -52,6 +55,8 @@ class Speaker:
         self._spoken: list[Spoken] = []
         self._answer_chars = 0
         self.first_audio_s: float | None = None
+        # Told of each sentence queued: (text, now_s, synthesis ms, duration s) (a recorder).
+        self.on_sentence = on_sentence
 
     def begin(self) -> None:
         """A new answer: forget the last one's sentences (the sink keeps playing them)."""
@@ -72,7 +77,9 @@ class Speaker:
 
     def _speak(self, sentences: list[tuple[int, str]], now_s: float) -> int:
         for start, text in sentences:
+            began = time.perf_counter()
             pcm = self.tts.synthesize(text)
+            synth_ms = (time.perf_counter() - began) * 1000
             if not len(pcm):
                 continue
             if self.clock is not None:
@@ -84,6 +91,8 @@ class Speaker:
             self._spoken.append(Spoken(text=text, char_start=start,
                                        char_end=start + len(text), sample_start=first,
                                        sample_end=first + len(pcm)))
+            if self.on_sentence is not None:
+                self.on_sentence(text, now_s, synth_ms, len(pcm) / self.sink.sample_rate_hz)
         return len(sentences)
 
     def speaking(self, now_s: float) -> bool:
