@@ -161,10 +161,15 @@ class Jobs:
             self._lost(held[index])
 
     async def drain(self, timeout_s: float) -> None:
-        """Let the running answers finish, for up to ``timeout_s``."""
-        tasks = [job.task for job in self._jobs.values() if job.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+        """Let the running answers finish (those that start meanwhile too), for up to
+        ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline_s = loop.time() + timeout_s
+        while (tasks := [job.task for job in self._jobs.values() if job.task is not None]):
+            left_s = deadline_s - loop.time()
+            if left_s <= 0:
+                return
+            await asyncio.wait(tasks, timeout=left_s)
 
     async def stop(self) -> None:
         """Cancel every job; shared ones give their leases up."""

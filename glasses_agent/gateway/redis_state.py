@@ -32,11 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -49,6 +49,9 @@ __all__ = ["Claim", "RedisState", "SessionRecord", "StreamEntry", "device_tag"]
 STREAM_KEEP_MS = 60_000
 # A barge-in flag for the generating replica lives this long, s.
 CANCEL_KEEP_S = 60
+# Connections to Redis per replica. A command waits for a free one rather than fail: each
+# takes well under a millisecond, and the streams followed share one (``follower``).
+MAX_CONNECTIONS = 32
 
 _CLAIM = """
 local done = redis.call('GET', KEYS[1])
@@ -200,11 +203,12 @@ class RedisState:
     def __init__(self, url: str, *, replica_id: str, lease_s: float, resume_ttl_s: float,
                  answer_ttl_s: float, timeout_s: float) -> None:
         try:
-            self.redis: Redis = Redis.from_url(
-                url, decode_responses=True, socket_timeout=timeout_s,
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=MAX_CONNECTIONS, timeout=timeout_s * 2,
+                decode_responses=True, socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1),
-                client_name=f"glasses-agent:{replica_id}"[:100].replace(" ", "_"),
-            )
+                client_name=f"glasses-agent:{replica_id}"[:100])
+            self.redis: Redis = Redis(connection_pool=pool)
         except ValueError as exc:
             raise BadInputError(f"gateway.redis_url {url!r} is not a Redis URL ({exc}); "
                                 "expected redis://host:port/db or rediss://...") from exc
@@ -351,17 +355,18 @@ class RedisState:
             stored, owner = await pipe.execute()
         return _done_from(stored), (owner or "").partition(" ")[0]
 
-    async def read(self, device_id: str, query_id: str, after_id: str,
-                   block_ms: int) -> list[StreamEntry]:
-        """Stream entries after ``after_id`` ("0-0": from the start), waiting up to
-        ``block_ms`` for the first."""
-        key = self._query_keys(device_id, query_id)["text"]
+    def stream_key(self, device_id: str, query_id: str) -> str:
+        return self._query_keys(device_id, query_id)["text"]
+
+    async def read(self, positions: Mapping[str, str],
+                   block_ms: int | None = None) -> dict[str, list[StreamEntry]]:
+        """Entries of several streams (key -> the last entry id seen, "0-0" for all), each
+        after its position; with ``block_ms``, waiting up to that long for the first."""
+        streams: dict[Any, Any] = dict(positions)  # the client's key types are wider
         reply = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]] | None,
-                     await self.redis.xread({key: after_id}, block=block_ms, count=256))
-        entries: list[StreamEntry] = []
-        for _, items in reply or []:
-            entries += [_entry(entry_id, fields) for entry_id, fields in items]
-        return entries
+                     await self.redis.xread(streams, block=block_ms, count=512))
+        return {key: [_entry(entry_id, fields) for entry_id, fields in items]
+                for key, items in reply or []}
 
     # --- sessions ---------------------------------------------------------------------------
 

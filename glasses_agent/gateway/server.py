@@ -48,7 +48,7 @@ from glasses_agent.config import Config, GatewayConfig
 from glasses_agent.errors import BadInputError
 from glasses_agent.gateway.auth import TokenTable, server_ssl_context
 from glasses_agent.gateway.fairness import FairScheduler, TokenBucket
-from glasses_agent.gateway.follower import Follower
+from glasses_agent.gateway.follower import Follower, StreamHub
 from glasses_agent.gateway.jobs import Jobs, printable
 from glasses_agent.gateway.metrics import GatewayMetrics, http_endpoint
 from glasses_agent.gateway.reasoning import ReasoningBackend, make_backend
@@ -122,6 +122,7 @@ class Gateway:
                          scheduler=self.scheduler, clock=self._clock, metrics=self.metrics,
                          shared=self.shared)
         self._followers: dict[Key, Follower] = {}
+        self._hub = StreamHub(self.shared) if self.shared is not None else None
         self._links: set[Link] = set()
         self._server: Server | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -204,6 +205,8 @@ class Gateway:
                 await asyncio.wait_for(self._server.wait_closed(), timeout_s)
         await self.backend.aclose()
         await self.store.aclose()
+        if self._hub is not None:
+            await self._hub.aclose()
         if self.shared is not None:
             await self.shared.aclose()
         self._stopped.set()
@@ -409,6 +412,9 @@ class Gateway:
         key = (session.device_id, qid)
         if self._attach(link, key, event.request.resume_from):
             return
+        if self._stopping:  # going_away is sent: the edge asks again elsewhere
+            self._refuse(link, qid, ErrorCode.GOING_AWAY, "the gateway is shutting down")
+            return
         stored = await self.store.get(session.device_id, qid, time.time())
         if stored is not None:
             self._replay(link, stored)
@@ -466,7 +472,7 @@ class Gateway:
 
     def _follow(self, link: Link, session: Session, event: QueryReceived) -> None:
         """Stream another replica's run of this query to ``link``."""
-        assert self.shared is not None
+        assert self._hub is not None
         key = (session.device_id, event.request.query_id)
         old = self._followers.pop(key, None)
         if old is not None:
@@ -478,7 +484,7 @@ class Gateway:
         def on_end(outcome: str) -> None:
             self.metrics.queries.labels(outcome).inc()
 
-        follower = Follower(self.shared, link, key[0], key[1],
+        follower = Follower(self._hub, link, key[0], key[1],
                             resume_from=event.request.resume_from, take_over=take_over,
                             on_end=on_end)
         self._followers[key] = follower

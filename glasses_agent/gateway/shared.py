@@ -61,6 +61,7 @@ class SharedState:
         self.on_recovered: Callable[[], Awaitable[None]] | None = None
         self._unsynced: OrderedDict[tuple[str, str], AnswerDone] = OrderedDict()
         self._probe: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -69,6 +70,7 @@ class SharedState:
 
     async def start(self) -> None:
         """Reach Redis once; unreachable, the replica starts in degraded mode."""
+        self._watch = asyncio.get_running_loop().create_task(self._watch_up(), name="redis-watch")
         try:
             await self.state.ping()
         except REDIS_FAILURES as exc:
@@ -77,12 +79,22 @@ class SharedState:
         self._set_up(True)
         logger.info("shared state: Redis at %s", self.url)
 
+    async def _watch_up(self) -> None:
+        """While Redis is up, PING it every ``PROBE_S``, so that ``/healthz`` tells the
+        truth even when no query has needed Redis lately."""
+        while not self._closed:
+            await asyncio.sleep(PROBE_S)
+            if self.up:
+                with contextlib.suppress(SharedStateDown):
+                    await self.call(self.state.ping)
+
     async def aclose(self) -> None:
         self._closed = True
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.state.aclose()
 
     async def call(self, op: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:

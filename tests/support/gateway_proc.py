@@ -1,7 +1,10 @@
-"""Run ``glasses-agent gateway`` as a real subprocess on 127.0.0.1 (to kill it for real)."""
+"""Run ``glasses-agent gateway`` as a real subprocess on 127.0.0.1 (to kill it for real),
+alone or as one of several replicas sharing a Redis (``redis_url``); read its
+``/healthz`` and ``/metrics``."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -10,7 +13,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["GatewayProcess"]
 
@@ -23,14 +30,18 @@ class GatewayProcess:
 
     def __init__(self, tmp_path: Path, *, token: str = "tok-1", settings: tuple[str, ...] = (),
                  port: int = 0, answers_db: bool = True, devices: int = 1,
-                 verbose: bool = False) -> None:
-        """Devices glasses-1 .. glasses-N with tokens ``token`` (the first), tok-2 .. tok-N."""
+                 verbose: bool = False, redis_url: str = "", replica_id: str = "") -> None:
+        """Devices glasses-1 .. glasses-N with tokens ``token`` (the first), tok-2 .. tok-N.
+        ``tmp_path`` is this process's own folder (made if missing)."""
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.tokens_file = tmp_path / "tokens.txt"
         lines = [f"glasses-1 {token}"] + [f"glasses-{i} tok-{i}" for i in range(2, devices + 1)]
         self.tokens_file.write_text("# device tokens\n" + "\n".join(lines) + "\n")
         self.verbose = verbose
         self.answers_db = tmp_path / "answers.sqlite" if answers_db else None
         self.settings = settings
+        self.redis_url = redis_url
+        self.replica_id = replica_id
         self.port = port
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -47,6 +58,10 @@ class GatewayProcess:
                 "--tokens-file", str(self.tokens_file)]
         if self.answers_db is not None:
             cmd += ["--answers-db", str(self.answers_db)]
+        if self.redis_url:
+            cmd += ["--redis", self.redis_url]
+        if self.replica_id:
+            cmd += ["--replica-id", self.replica_id]
         if self.verbose:
             cmd.append("-v")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSES_AGENT_")}
@@ -98,6 +113,32 @@ class GatewayProcess:
                 break
             self.output.append(line)
         return "".join(self.output)
+
+    def http_get(self, path: str, timeout_s: float = 5.0) -> tuple[int, str]:
+        """(status, body) of a plain HTTP GET on the gateway's port."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=timeout_s) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def health(self) -> dict[str, object]:
+        status, body = self.http_get("/healthz")
+        assert status == 200, (status, body)
+        health: dict[str, object] = json.loads(body)
+        return health
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of ``/metrics``: ``name{label="value",...}`` -> value."""
+        status, body = self.http_get("/metrics")
+        assert status == 200, (status, body)
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
 
     def rss_mb(self) -> float:
         """The gateway's resident memory now, from /proc."""
