@@ -25,6 +25,7 @@ ipazc/mtcnn (MIT), which the package adapts.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,7 @@ class FaceDetector:
             raise BadInputError(f"min_face_px must be at least 12, got {min_face_px}")
         self.kind = kind
         self.min_face_px = min_face_px
+        self._lock = threading.Lock()
         self.sessions: dict[str, Any] = {}
         # (cascade, min neighbours, mirrored): one entry per view of the image.
         self._views: list[tuple[Any, int, bool]] = []
@@ -175,8 +177,12 @@ class FaceDetector:
             self.provider = self.sessions["pnet"].get_providers()[0]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        """Faces, largest first. Safe from several threads: one detection at a time per
+        detector (OpenCV's cascades are not thread-safe: two threads sharing one found
+        nothing where either alone found the face)."""
         image = as_bgr(image_bgr)
-        boxes = self._mtcnn(image) if self.kind == "mtcnn" else self._haar(image)
+        with self._lock:
+            boxes = self._mtcnn(image) if self.kind == "mtcnn" else self._haar(image)
         h, w = image.shape[:2]
         faces = []
         for x0, y0, x1, y1, score in boxes:

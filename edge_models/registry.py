@@ -30,6 +30,7 @@ __all__ = [
     "labels_path",
     "load_registry",
     "open_session",
+    "package_installed",
     "quantized_variants",
     "resolve_path",
 ]
@@ -54,6 +55,9 @@ class ModelSpec:
     notes: str = ""
     # The pip package that ships the file, for "how to fix" messages.
     package: str = ""
+    # Opt-in: not installed by the setup (a licence to accept first); verify skips it
+    # when its package is missing.
+    optional: bool = False
     # For an int8 model: the registered fp32 model it was quantized from, and how.
     quantized_from: str = ""
     calibration: str = ""
@@ -134,6 +138,13 @@ def _resource_path(resource: str, spec: ModelSpec) -> Path:
 def resolve_path(spec: ModelSpec) -> Path:
     """Where the model's file is on this machine (it may not exist: see ``check_file``)."""
     return _resource_path(spec.resource, spec)
+
+
+def package_installed(spec: ModelSpec) -> bool:
+    """Is the package that ships ``spec``'s file installed (``file:`` and ``cache:`` count
+    as installed)?"""
+    package = spec.resource.partition(":")[0]
+    return package in ("file", "cache") or importlib.util.find_spec(package) is not None
 
 
 def companion_paths(spec: ModelSpec) -> list[Path]:

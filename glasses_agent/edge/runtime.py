@@ -111,6 +111,14 @@ class TurnResult:
     keyframe_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    """An outgoing keyframe being made ahead of the routing decision."""
+
+    index: int
+    task: asyncio.Future[bytes | None]
+
+
 @dataclass(slots=True, kw_only=True, eq=False)
 class _Turn:
     query_id: str
@@ -404,20 +412,38 @@ class Runtime:
                 self._turn = None
         self._after_playback(result)
 
+    @staticmethod
+    def _about_the_view(question: str) -> bool:
+        skill = skill_named(classify(question))
+        return (skill is not None and (skill.needs_camera or skill.wants_view)) \
+            or is_visual(question)
+
     async def _perception_for(self, question: str) -> Perception | None:
         """A fresh perception when the question is about what is in view (perceived now if
         the last is too old); else the last one, without waiting ("what time is it")."""
         if self.eyes is None:
             return None
-        skill = skill_named(classify(question))
-        if (skill is not None and (skill.needs_camera or skill.wants_view)) \
-                or is_visual(question):
+        if self._about_the_view(question):
             return await asyncio.to_thread(self.eyes.perception_for, self.clock.now_s())
         latest = self.eyes.latest()
         return latest[0] if latest is not None else None
 
+    def _prepare_keyframe(self, question: str) -> _Prepared | None:
+        """For a question about the view, start making the newest frame's outgoing JPEG
+        (faces blurred and checked: a few hundred ms) while perception runs; the router
+        usually picks that very frame."""
+        if self.eyes is None or not self._about_the_view(question):
+            return None
+        index = self.eyes.newest_index()
+        if index is None:
+            return None
+        task = asyncio.ensure_future(asyncio.to_thread(self.eyes.outgoing_jpeg, index))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never unretrieved
+        return _Prepared(index=index, task=task)
+
     async def _route_and_answer(self, turn: _Turn, question: str, *, asr_s: float
                                 ) -> TurnResult:
+        prepared = self._prepare_keyframe(question)
         perception = await self._perception_for(question)
         perceived_s = self.clock.now_s()
         query = Query(query_id=turn.query_id, text=question, timestamp_s=perceived_s,
@@ -427,7 +453,7 @@ class Runtime:
         decision = route(query, now=datetime.now().astimezone(), device=device,
                          config=self.config.router, keyframes=candidates)
         routed_s = self.clock.now_s()
-        jpeg = await self._keyframe_jpeg(decision)
+        jpeg = await self._keyframe_jpeg(decision, prepared)
         decided = Decided(timestamp_s=routed_s, query_id=turn.query_id, question=question,
                           kind=decision.kind, rule=decision.rule, reason=decision.reason,
                           offline=decision.offline, keyframe_bytes=len(jpeg or b""))
@@ -469,13 +495,19 @@ class Runtime:
             models=self.models, notes=notes, location=self.options.location,
         )
 
-    async def _keyframe_jpeg(self, decision: Decision) -> bytes | None:
+    async def _keyframe_jpeg(self, decision: Decision,
+                             prepared: _Prepared | None = None) -> bytes | None:
         if self.eyes is None or decision.keyframe is None or decision.keyframe.index < 0:
             return decision.keyframe.jpeg if decision.keyframe is not None else None
         try:
-            return await asyncio.to_thread(self.eyes.outgoing_jpeg, decision.keyframe.index)
+            if prepared is not None and prepared.index == decision.keyframe.index:
+                jpeg = await prepared.task
+            else:
+                jpeg = await asyncio.to_thread(self.eyes.outgoing_jpeg, decision.keyframe.index)
         except PrivacyOnError:
             return None
+        # the switch may have been turned on while the JPEG was made: then nothing leaves
+        return None if self.eyes.privacy.on else jpeg
 
     async def _apply(self, decision: Decision) -> None:
         """Carry out what a local decision asks: the privacy switch, keeping a note."""

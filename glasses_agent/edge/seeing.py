@@ -119,6 +119,13 @@ class Eyes:
         return [Keyframe(timestamp_s=f.timestamp_s, jpeg=b"", sharpness=sharpness(f.image_bgr),
                          index=f.index) for f in self.capture.recent()]
 
+    def newest_index(self) -> int | None:
+        """The index of the newest frame kept (the one a fresh perception would look at)."""
+        if self.privacy.on:
+            return None
+        frames = self.capture.recent()
+        return frames[-1].index if frames else None
+
     def outgoing_jpeg(self, index: int) -> bytes | None:
         """The JPEG of recent frame ``index`` as it may leave: faces blurred and checked
         (blocking). None if that frame is gone; ``PrivacyOnError`` in privacy mode."""

