@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -267,3 +271,37 @@ def test_ask_prints_one_json_object_with_the_latency_by_stage(tmp_path: Path) ->
                                          "first_audio", "total"}
     assert result["keyframe_bytes"] == 0
     assert (tmp_path / "answer.wav").stat().st_size > 10_000
+
+
+def test_ctrl_c_stops_cleanly_while_speaking(tmp_path: Path) -> None:
+    import soundfile
+
+    mic = question_wav(tmp_path, 0.5, "Hey glasses, what time is it?", 20.0)
+    said = tmp_path / "said.wav"
+    env = {**os.environ, "GLASSES_AGENT_MEMORY__PATH": str(tmp_path / "memory.sqlite")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glasses_agent.cli", "--config", "/dev/null", "run",
+         "--no-camera", "--mic", str(mic), "--offline", "--audio-out", str(said),
+         "--events", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    states = []
+    try:
+        for line in proc.stdout:  # until the answer is being spoken
+            event = json.loads(line)
+            if event["event"] == "state_changed":
+                states.append(event["state"])
+                if event["state"] == "speaking":
+                    break
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "speaking" in states, (states, proc.stderr.read() if proc.stderr else "")
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started < 10  # not the 20 s of audio left
+    assert "Traceback" not in err
+    audio, rate = soundfile.read(said, dtype="float32")  # the file was closed properly
+    assert rate > 0 and 0 < len(audio) / rate < 5  # what played before the stop, no more
