@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "glasses_agent.commands.memory_cmd",
     "glasses_agent.commands.ask_cmd",
     "glasses_agent.commands.run_cmd",
+    "simulator.cli",
     "glasses_agent.commands.replay_cmd",
     "glasses_agent.commands.report_cmd",
 )

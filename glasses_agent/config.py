@@ -46,6 +46,7 @@ __all__ = [
     "TurnConfig",
     "VadConfig",
     "WakeConfig",
+    "apply_layer",
     "load_config",
     "masked_dict",
 ]
@@ -458,6 +459,14 @@ def load_config(
         config = _apply(config, _read_toml(file), str(file))
     config = _apply(config, _env_layer(environ), "environment")
     return _apply(config, _overrides_layer(overrides), "--set")
+
+
+def apply_layer(config: Config, layer: Mapping[str, Mapping[str, Any]], *,
+                origin: str) -> Config:
+    """``config`` with ``{section: {key: value}}`` on top, each value checked and converted
+    as a config file's is (a simulator scenario's ``[settings]``); ``origin`` names the
+    layer in errors."""
+    return _apply(config, layer, origin)
 
 
 def masked_dict(config: Config) -> dict[str, dict[str, Any]]:

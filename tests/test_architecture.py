@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("glasses_agent", "edge_models")
+OURS = ("glasses_agent", "edge_models", "simulator")
 
 # Lowest first. A module's layer is the longest prefix listed here.
 LAYERS: list[tuple[str, ...]] = [
@@ -48,8 +48,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("glasses_agent.gateway", "glasses_agent.gateway.cli"),
     # field logs: they tap the edge (which never imports them); the command line uses them
     ("glasses_agent.fieldlog",),
-    # the command line composes both deployables
-    ("glasses_agent.commands", "glasses_agent.cli"),
+    # the command line composes both deployables; the simulator (the glasses on a laptop)
+    # composes the edge and, for an in-process cloud, the gateway through commands._cloud
+    ("glasses_agent.commands", "glasses_agent.cli", "simulator"),
 ]
 # Command-line front ends inside a layer's package sit with the command line (they compose).
 FRONT_ENDS = {"edge_models.cli", "glasses_agent.edge.perception.cli",

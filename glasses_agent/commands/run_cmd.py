@@ -23,10 +23,11 @@ from glasses_agent.commands._record import add_record_arguments
 from glasses_agent.config import Config
 from glasses_agent.errors import BadInputError
 
-__all__ = ["register", "run"]
+__all__ = ["parse_location", "register", "run"]
 
 
-def _parse_location(text: str | None) -> tuple[float, float] | None:
+def parse_location(text: str | None) -> tuple[float, float] | None:
+    """``--location LAT,LON`` as (latitude, longitude); None when not given."""
     if not text:
         return None
     try:
@@ -71,7 +72,7 @@ async def _run(args: argparse.Namespace, config: Config, events: IO[str] | None)
     from glasses_agent.edge.build import Inputs, build_runtime
     from glasses_agent.edge.runtime import RuntimeOptions
 
-    options = RuntimeOptions(location=_parse_location(args.location),
+    options = RuntimeOptions(location=parse_location(args.location),
                              battery_percent=args.battery, follow_up_s=args.follow_up)
     inputs = Inputs(camera=None if args.no_camera else (args.camera or config.camera.source),
                     mic=args.mic or "", audio_out=args.audio_out, fast=args.fast)

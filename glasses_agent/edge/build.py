@@ -43,6 +43,10 @@ class Inputs:
     fast: bool = False
     # No speaker at all when there is no ``audio_out`` (``ask``): the answer is text only.
     silent: bool = False
+    # A microphone made elsewhere, used instead of ``mic`` (the simulator's scripted or
+    # muted one): ``mic_live`` when it delivers in real time, else it is paced like a file.
+    mic_source: Iterable[AudioChunk] | None = None
+    mic_live: bool = False
 
 
 def open_mic(spec: str, config: Config, *, clock: Clock) -> tuple[Iterable[AudioChunk], bool]:
@@ -98,7 +102,10 @@ def build_runtime(
     clock = clock or MonotonicClock()
     if inputs.camera is not None:
         _check_camera(inputs.camera)
-    mic, live = open_mic(inputs.mic, config, clock=clock)
+    if inputs.mic_source is not None:
+        mic, live = inputs.mic_source, inputs.mic_live
+    else:
+        mic, live = open_mic(inputs.mic, config, clock=clock)
     options = dataclasses.replace(options or RuntimeOptions(), fast=inputs.fast and not live,
                                   live_mic=live)
     tts = make_tts(config.tts, notice=say)

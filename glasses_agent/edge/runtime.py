@@ -199,6 +199,11 @@ class Runtime:
         """Stop soon (Ctrl-C): playback stopped, the cloud told, files closed by ``run``."""
         self._post(("stop", None))
 
+    def in_order(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the runtime's loop after everything posted before it (what the
+        microphone brought so far): a simulator's scripted step, from any thread."""
+        self._post(("call", action))
+
     # --- events -----------------------------------------------------------------------------
 
     def _emit(self, event: RuntimeEvent) -> None:
@@ -297,6 +302,8 @@ class Runtime:
                 self._barge_in(float(value))
             elif kind == "button":
                 self._button(str(value))
+            elif kind == "call" and callable(value):
+                value()
             elif kind == "stop":
                 self._stopping = True
                 return False

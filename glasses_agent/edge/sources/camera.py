@@ -630,6 +630,8 @@ class CameraCapture:
             self._ring.clear()
 
     def _publish(self, image: UInt8Array, name: str) -> None:
+        if self.privacy.on:  # switched on while this frame was read: it is not kept
+            return
         frame = VideoFrame(timestamp_s=self.clock.now_s(), image_bgr=image,
                            index=self._index, source=name)
         self._index += 1

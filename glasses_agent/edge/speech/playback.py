@@ -77,7 +77,10 @@ class _History:
         self._parts: collections.deque[tuple[float, FloatArray]] = collections.deque()
         self._lock = threading.Lock()
 
-    def add(self, start_s: float, samples: FloatArray) -> None:
+    def add(self, start_s: float, samples: FloatArray, now_s: float) -> None:
+        """``samples`` play from ``start_s`` (maybe later than ``now_s``, behind what is
+        queued); what finished playing ``_HISTORY_S`` before ``now_s`` is forgotten (never
+        what is still to play: a long answer is queued sentence by sentence at once)."""
         if self.rate_hz != self.reference_rate_hz and len(samples):
             import soxr
 
@@ -86,9 +89,8 @@ class _History:
         rate = self.reference_rate_hz
         with self._lock:
             self._parts.append((start_s, samples))
-            end_s = start_s + len(samples) / rate
             while self._parts and (self._parts[0][0] + len(self._parts[0][1]) / rate
-                                   < end_s - _HISTORY_S):
+                                   < now_s - _HISTORY_S):
                 self._parts.popleft()
 
     def cut(self, at_s: float) -> None:
@@ -152,7 +154,7 @@ class WavFileSink:
         start_s = max(now_s, self._end_s)
         self._end_s = start_s + len(samples) / self.sample_rate_hz
         self._queued += len(samples)
-        self._history.add(start_s, samples)
+        self._history.add(start_s, samples, now_s)
         if self.realtime:
             self._segments.append((start_s, samples))
         else:
@@ -276,7 +278,7 @@ class SoundDeviceSink:
             waiting = sum(len(p) for p in self._pending)
             self._pending.append(samples)
             self._queued += len(samples)
-        self._history.add(now_s + self.latency_s + waiting / self.sample_rate_hz, samples)
+        self._history.add(now_s + self.latency_s + waiting / self.sample_rate_hz, samples, now_s)
 
     def played(self, now_s: float) -> int:
         with self._lock:
