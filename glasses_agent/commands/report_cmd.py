@@ -35,6 +35,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     paths = [args.log] + ([args.log2] if args.log2 else [])
     report = build_report(paths, progress=True)
+    for log in report.logs:
+        for note in log.notes:
+            print(note, file=sys.stderr)
     out = _out_dir(args)
     try:
         files = write_report(report, out)

@@ -211,21 +211,32 @@ def _read_records(f: IO[bytes], state: _Reading, size: int, progress: bool) -> i
             offset = f.tell()
             try:
                 record = next(records)
+                state.take(record, offset)
             except StopIteration:
                 return None
             except EndOfFile:
                 return offset
-            except InvalidMagic as exc:
-                if offset == 0:
+            except Exception as exc:
+                if isinstance(exc, InvalidMagic) and offset == 0:
                     raise BadInputError(f"{state.path} is not an MCAP file (no MCAP magic at "
                                         "byte 0)") from exc
-                raise state.damaged(offset, "bad magic where the file should end") from exc
-            except Exception as exc:  # a record whose fields do not parse
+                # A record that runs past the end of the file was cut off, not damaged (the
+                # chunk being written when the recorder died still has its length unset).
+                if f.tell() >= size or _runs_past_the_end(f, offset, size):
+                    return offset
+                if isinstance(exc, BadInputError):
+                    raise
                 raise state.damaged(offset, f"an unreadable record ({exc})") from exc
-            state.take(record, offset)
             bar(f.tell())
     finally:
         bar(-1)
+
+
+def _runs_past_the_end(f: IO[bytes], offset: int, size: int) -> bool:
+    """Does the record at ``offset`` claim more bytes than the file has after it?"""
+    f.seek(offset + 1)
+    length = int.from_bytes(f.read(8), "little")
+    return offset + 9 + length > size
 
 
 def _progress(total: int, name: str, shown: bool) -> Callable[[int], None]:

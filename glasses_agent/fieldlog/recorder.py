@@ -5,11 +5,12 @@
         await runtime.run()
 
 Every tap call returns at once: it turns what it was given into a record (cheap)
-and queues it; one worker thread writes them, blurs and encodes the camera
-frames, and finishes a chunk every ``[fieldlog] flush_every_s``. Camera frames
-are "latest wins" (a busy worker skips some, counted); the frames perception
-ran on are kept (replay needs them); audio, events and wire messages are never
-dropped but by the size budget (``writer.LogWriter``).
+and queues it; one worker thread writes them and finishes a chunk every
+``[fieldlog] flush_every_s``. Camera frames are chosen, blurred and encoded on
+a thread of their own (``camera.CameraKeeper``: a few per second, latest wins,
+and the frame each turn's perception saw, which replay needs), so the camera
+never holds up the rest. Audio, events and wire messages are never dropped but
+by the size budget (``writer.LogWriter``).
 
 Privacy: frames are kept only while the capture LED is on (the runtime's
 ``LedChanged``), with faces blurred by the edge's ``FaceRedactor`` (the primary
@@ -25,8 +26,6 @@ other.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import logging
 import queue
@@ -40,9 +39,10 @@ from typing import Any, Literal
 
 from glasses_agent import __version__
 from glasses_agent.config import Config, FieldLogConfig, masked_dict
-from glasses_agent.edge.events import LedChanged, Perceived, RuntimeEvent, TurnTimings
+from glasses_agent.edge.events import Decided, LedChanged, Perceived, RuntimeEvent, TurnTimings
 from glasses_agent.errors import BadInputError
 from glasses_agent.fieldlog import records
+from glasses_agent.fieldlog.camera import CameraKeeper
 from glasses_agent.fieldlog.schemas import (
     AUDIO,
     CAMERA,
@@ -68,7 +68,6 @@ __all__ = ["Recorder", "log_path"]
 logger = logging.getLogger("glasses_agent.fieldlog")
 
 _MAX_QUEUED = 20_000  # records waiting for the worker; past this they are dropped (counted)
-_MAX_PERCEIVED = 4  # perceived frames waiting to be encoded
 
 
 def log_path(path: str | Path) -> Path:
@@ -98,14 +97,11 @@ class Recorder:
         self.redactor = redactor
         self.notice = notice or (lambda text: print(text, file=sys.stderr))
         self._anchor = (time.time_ns(), time.monotonic())  # until the runtime tells its clock
-        self._led_on = True
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._sampled: VideoFrame | None = None
-        self._sampled_lock = threading.Lock()
-        self._perceived: collections.deque[tuple[Perception, VideoFrame]] = collections.deque()
-        self._last_sampled_s = float("-inf")
-        self._recorded_frames: dict[int, int] = {}  # frame index -> its image's log_time_ns
-        self.skipped_frames = 0
+        self._last_perceived: tuple[Perception, VideoFrame] | None = None
+        self.camera = CameraKeeper(camera_fps=self.settings.camera_fps,
+                                   jpeg_quality=self.settings.jpeg_quality, redactor=redactor,
+                                   write=self._frame_ready)
         self.dropped_records = 0
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="fieldlog", daemon=True)
@@ -204,11 +200,14 @@ class Recorder:
         if isinstance(event, Perceived):
             return  # recorded with its frame by ``perceived``
         if isinstance(event, LedChanged):
-            self._led_on = event.on
-            if not event.on:
-                with self._sampled_lock:
-                    self._sampled = None
-                self._perceived.clear()
+            if event.on:
+                self.camera.led_on = True
+            else:
+                self.camera.dark()
+                self._last_perceived = None
+        elif isinstance(event, Decided) and self._last_perceived is not None:
+            perception, frame = self._last_perceived  # what this turn's perception saw
+            self.camera.want(frame, list(perception.faces))
         channel = EVENT_TOPICS.get(type(event))
         if channel is None:
             return
@@ -225,69 +224,27 @@ class Recorder:
     # --- Tap: the camera ----------------------------------------------------------------
 
     def camera_frame(self, frame: VideoFrame) -> None:
-        fps = self.settings.camera_fps
-        if fps <= 0 or not self._led_on or frame.timestamp_s - self._last_sampled_s < 1 / fps:
-            return
-        self._last_sampled_s = frame.timestamp_s
-        with self._sampled_lock:
-            waiting, self._sampled = self._sampled is not None, frame
-        if waiting:
-            self.skipped_frames += 1  # the worker is behind: the newer frame replaces it
-        else:
-            self._put(self._take_sampled)
-
-    def _take_sampled(self) -> None:
-        with self._sampled_lock:
-            frame, self._sampled = self._sampled, None
-        if frame is not None:
-            self._write_image(frame, None)
+        self.camera.offer(frame)
 
     def perceived(self, perception: Perception, frame: VideoFrame) -> None:
-        if not self._led_on:
+        if not self.camera.led_on:
             return
-        if len(self._perceived) >= _MAX_PERCEIVED:
-            self._perceived.popleft()
-            self.skipped_frames += 1
-        self._perceived.append((perception, frame))
-        self._put(self._take_perceived)
+        self._last_perceived = (perception, frame)
+        log_ns = self._ns(frame.timestamp_s)  # the time of the frame's image, if kept
+        record = records.perception_record(perception, frame_index=frame.index,
+                                           image_log_time_ns=log_ns)
+        annotations = records.annotations_message(perception, log_ns)
 
-    def _take_perceived(self) -> None:
-        with contextlib.suppress(IndexError):
-            perception, frame = self._perceived.popleft()
-            self._write_image(frame, perception)
-
-    def _write_image(self, frame: VideoFrame, perception: Perception | None) -> None:
-        log_ns = self._recorded_frames.get(frame.index)
-        if log_ns is None:
-            jpeg = self._jpeg(frame, perception)
-            if jpeg is None or not self._led_on:  # the LED went off meanwhile: not kept
-                return
-            log_ns = self._ns(frame.timestamp_s)
-            if self.writer.write(CAMERA, records.image_message(jpeg, log_ns, "camera"), log_ns):
-                self._recorded_frames[frame.index] = log_ns
-                if len(self._recorded_frames) > 64:
-                    self._recorded_frames.pop(next(iter(self._recorded_frames)))
-        if perception is not None:
-            record = records.perception_record(perception, frame_index=frame.index,
-                                               image_log_time_ns=log_ns)
+        def job() -> None:
             self.writer.write_json(PERCEPTION, record, log_ns)
-            self.writer.write(CAMERA_ANNOTATIONS,
-                              records.annotations_message(perception, log_ns), log_ns)
+            self.writer.write(CAMERA_ANNOTATIONS, annotations, log_ns)
+        self._put(job)
 
-    def _jpeg(self, frame: VideoFrame, perception: Perception | None) -> bytes | None:
-        if self.redactor is not None:
-            faces = list(perception.faces) if perception is not None else None
-            try:
-                return bytes(self.redactor.outgoing_jpeg(frame.image_bgr, faces=faces).jpeg)
-            except Exception:  # the privacy switch, an encoder failure: not kept
-                logger.exception("a camera frame could not be blurred; not recorded")
-                return None
-        from edge_models.opencv import cv2 as _cv2
-
-        cv2 = _cv2()
-        ok, data = cv2.imencode(".jpg", frame.image_bgr,
-                                [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
-        return bytes(data.tobytes()) if ok else None
+    def _frame_ready(self, frame: VideoFrame, jpeg: bytes) -> None:
+        """From the camera keeper's thread: a frame blurred and encoded, to be written."""
+        log_ns = self._ns(frame.timestamp_s)
+        message = records.image_message(jpeg, log_ns, "camera")
+        self._put(lambda: self._write(CAMERA, message, log_ns))
 
     # --- Tap: hearing, speaking, the wire -----------------------------------------------
 
@@ -346,13 +303,14 @@ class Recorder:
         """Write what is queued and the closing records; the file is complete after this."""
         if self._closed:
             return self.writer.path
+        self.camera.close()
         self._closed = True
         self._queue.put(None)
         self._worker.join()
         writer = self.writer
         dropped = dict(writer.dropped)
-        if self.skipped_frames:
-            dropped["camera frames skipped (recorder busy)"] = self.skipped_frames
+        if self.camera.skipped:
+            dropped["camera frames skipped (recorder busy)"] = self.camera.skipped
         if self.dropped_records:
             dropped["records (recorder queue full)"] = self.dropped_records
         writer.write_json(SESSION_END, {"messages": dict(writer.messages), "dropped": dropped,

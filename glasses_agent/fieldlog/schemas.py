@@ -123,9 +123,16 @@ def event_topic(event: RuntimeEvent | type[Any]) -> str:
     return f"/events/{_snake(cls.__name__)}"
 
 
+def _about(cls: type[Any]) -> str:
+    """The first paragraph of a class's own docstring ("" for a dataclass's generated one)."""
+    doc = cls.__doc__ or ""
+    if doc.startswith(f"{cls.__name__}("):
+        return ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 EVENT_TOPICS: Final = {cls: Channel(event_topic(cls), f"glasses_agent.{cls.__name__}",
-                                    (cls.__doc__ or cls.__name__).split("\n\n")[0]
-                                    .replace("\n", " ").strip())
+                                    _about(cls) or f"the runtime's {cls.__name__} events")
                        for cls in _EVENTS}
 
 CHANNELS: Final[tuple[Channel, ...]] = (
@@ -159,7 +166,7 @@ def event_schema(cls: type[Any]) -> dict[str, Any]:
     fields = dataclasses.fields(cls)
     return {
         "title": f"glasses_agent.{cls.__name__}",
-        "description": (cls.__doc__ or "").strip(),
+        "description": _about(cls),
         "type": "object",
         "properties": {f.name: _type_schema(hints[f.name]) for f in fields},
         "required": [f.name for f in fields],
