@@ -210,6 +210,31 @@ def test_replay_exits_1_and_names_the_difference_after_a_change(
     assert any(d.startswith("kind:") for d in changed["differences"])
 
 
+def test_ask_records_the_armed_gate_and_replay_applies_it(tmp_path: Path, asr: Any) -> None:
+    from glasses_agent.fieldlog.replay import replay
+
+    # `ask` takes the whole file as the question (no wake phrase): it arms the wake gate.
+    audio = write_wav(tmp_path / "q.wav", compose([0.3, speak("What time is it?"), 0.6])[0])
+    image = tmp_path / "view.jpg"
+    assert cv2.imwrite(str(image), photo("coffee"))
+    log = tmp_path / "ask.mcap"
+    env = {**os.environ, "GLASSES_AGENT_MEMORY__PATH": str(tmp_path / "memory.sqlite")}
+    proc = run_agent("ask", "--image", str(image), "--audio", str(audio), "--offline",
+                     "--json", "--record", str(log), "--record-audio", config="/dev/null",
+                     env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rule"] == "time" and f"field log: {log}" in proc.stderr
+    recorded = read_log(log)
+    assert recorded.json(schemas.HEARING_CONTROL)[0]["until_audio_s"] is None  # always
+    result = replay(recorded, asr=asr)
+    assert not result.regression, result.as_dict()
+    assert [t.replayed.question for t in result.turns if t.replayed] == ["What time is it?"]
+    # Without the recorded arm the gate would wait for the wake phrase: the turn is lost.
+    recorded.records = [r for r in recorded.records if r.topic != "/hearing/control"]
+    unarmed = replay(recorded, asr=asr)
+    assert unarmed.regression and "missing" in unarmed.turns[0].differences[0]
+
+
 def test_a_recording_killed_with_sigkill_reads_back(tmp_path: Path) -> None:
     mic = write_wav(tmp_path / "q.wav", compose([0.3, speak(QUESTIONS[0]), 30.0])[0])
     view = tmp_path / "view.jpg"
