@@ -5,6 +5,7 @@ scripted.
     glasses-agent simulate --camera walk.avi --mic q.wav   # files instead of devices
     glasses-agent simulate --scenario FILE|DIR [--window]  # scripted: pass/fail, exit 0/1
     glasses-agent simulate --scenario bundled              # the scenarios that ship
+    glasses-agent simulate --scenario FILE --record a.mcap # a field log of the run
 
 Without --scenario it runs until you quit (q in the window, Ctrl-C headless; a
 --mic file plays once, and headless the run ends with it). A scenario run
@@ -27,6 +28,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import IO, Any
 
+from glasses_agent.commands._record import add_record_arguments, recording
 from glasses_agent.config import Config
 from glasses_agent.edge.events import RuntimeEvent
 from glasses_agent.errors import BadInputError, DeviceUnavailableError
@@ -99,9 +101,10 @@ def _scenarios(target: str) -> list[Any]:
 
 
 def run_scenarios_cli(target: str, config: Config, *, cloud_url: str | None, window: bool,
-                      sound: bool, out: IO[str] | None = None) -> int:
+                      sound: bool, out: IO[str] | None = None,
+                      record: Callable[[Any, Config], Any] | None = None) -> int:
     """Run a scenario file or folder, print verdicts (and a table for several); 0 when every
-    expectation held, 1 otherwise."""
+    expectation held, 1 otherwise. ``record``: opens each scenario's field log."""
     from simulator.runner import run_scenarios, summary
 
     scenarios = _scenarios(target)
@@ -110,7 +113,7 @@ def run_scenarios_cli(target: str, config: Config, *, cloud_url: str | None, win
     async def main(on_simulation: Callable[[Any], None] | None = None,
                    watchers: tuple[Callable[[RuntimeEvent], None], ...] = (),
                    stop: Callable[[], bool] | None = None) -> list[Any]:
-        return await run_scenarios(scenarios, config, cloud_url=cloud_url, out=out,
+        return await run_scenarios(scenarios, config, cloud_url=cloud_url, out=out, record=record,
                                    sound=sound, on_simulation=on_simulation,
                                    watchers=watchers, stop=stop)
 
@@ -200,7 +203,7 @@ def run_live(args: argparse.Namespace, config: Config, events: IO[str] | None) -
                    stop: Callable[[], bool] | None = None) -> int:
         async with cloud_for(config, url=args.cloud, offline=args.offline) as cloud:
             sim = build_simulation(
-                config, inputs, cloud=cloud, options=options,
+                config, inputs, cloud=cloud, options=options, tap=tap,
                 watchers=[conversation, _events_writer(events), *watchers],
                 control=MicControl(hold=args.ptt == "hold"), notice=_notice)
             if on_simulation is not None:
@@ -215,10 +218,30 @@ def run_live(args: argparse.Namespace, config: Config, events: IO[str] | None) -
                       file=sys.stderr)
         return 0
 
-    if window:
-        _in_window(main, title="live")
-        return 0
-    return asyncio.run(main())
+    with recording(args, config, command="simulate") as tap:
+        if window:
+            _in_window(main, title="live")
+            return 0
+        return asyncio.run(main())
+
+
+def _scenario_logs(args: argparse.Namespace) -> Callable[[Any, Config], Any] | None:
+    """``--record``/``--live`` with ``--scenario``: a field log per scenario (several
+    scenarios: ``--record`` is a folder, a log named after each scenario goes in it)."""
+    if not args.record and args.live is None:
+        return None
+    several = args.scenario == BUNDLED or Path(args.scenario).is_dir()
+    folder = Path(args.record).expanduser() if args.record else None
+    if several and folder is not None and not folder.is_dir():
+        raise BadInputError(f"--record {args.record}: several scenarios record to a folder "
+                            "(one log per scenario): give an existing folder")
+
+    def record(scenario: Any, config: Config) -> Any:
+        path = folder / f"{scenario.path.stem}.mcap" if several and folder else None
+        return recording(args, config, command="simulate",
+                         to=None if path is None else str(path))
+
+    return record
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -235,7 +258,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                 "it uses the cloud (cloud = false)")
         sound = args.speak and _has_speakers()
         return run_scenarios_cli(args.scenario, config, cloud_url=args.cloud,
-                                 window=args.window, sound=sound)
+                                 window=args.window, sound=sound,
+                                 record=_scenario_logs(args))
     if args.events in (None, "-"):
         return run_live(args, config, sys.stdout if args.events == "-" else None)
     try:
@@ -288,4 +312,5 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--speak", action="store_true",
                         help="with --scenario: speak the answers on the sound card (if there "
                              "is one), the scenarios paced in real time")
+    add_record_arguments(parser)
     parser.set_defaults(func=run)

@@ -39,6 +39,7 @@ from glasses_agent.edge.events import (
     Perceived,
     RuntimeEvent,
     StateChanged,
+    Tap,
     TurnTimings,
 )
 from glasses_agent.edge.runtime import RuntimeOptions
@@ -51,6 +52,9 @@ __all__ = ["Outcome", "Record", "Turn", "check", "run_scenario", "run_scenarios"
            "verdict"]
 
 _T = TypeVar("_T")
+
+# A field-log recorder opened for a scenario (``simulate --scenario ... --record``).
+Recording = Callable[[Scenario, Config], contextlib.AbstractContextManager[Tap | None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,9 +400,11 @@ def _config_for(scenario: Scenario, config: Config, workdir: Path) -> Config:
 
 async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget | None,
                        out: IO[str] | None = None, sound: bool = False,
+                       field_log: Recording | None = None,
                        watchers: Sequence[Callable[[RuntimeEvent], None]] = (),
                        on_simulation: Callable[[Simulation], None] | None = None) -> Outcome:
-    """Run one scenario (see the module docstring). ``sound``: speak on the sound card
+    """Run one scenario (see the module docstring); ``field_log``: opens its log, given
+    the scenario and its settings. ``sound``: speak on the sound card
     (real time); else answers are shown, not played. A ``GlassesError`` (bad media, bad
     settings) is raised, not reported as a failure."""
     from simulator.media import camera_source
@@ -407,9 +413,10 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
     conversation = Conversation(out)
     record = Record()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="glasses-scenario-") as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="glasses-scenario-")))
         run_config = _config_for(scenario, config, workdir)
+        tap = stack.enter_context(field_log(scenario, run_config)) if field_log else None
         script = _script(scenario, conversation)
         if not scenario.camera.none and not run_config.perception.privacy:
             script.mic.ready.clear()  # set at the first look through the camera
@@ -424,7 +431,7 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
             run_config, inputs, cloud=cloud if scenario.cloud else None, options=options,
             watchers=[record, conversation, script.steps, _on_first_look(script.mic.ready),
                       *watchers],
-            control=script.mic.control, notice=conversation.note)
+            control=script.mic.control, tap=tap, notice=conversation.note)
         script.sim.append(sim)
         if on_simulation is not None:
             on_simulation(sim)
@@ -481,10 +488,11 @@ async def run_scenarios(scenarios: Sequence[Scenario], config: Config, *,
                         sound: bool = False,
                         on_simulation: Callable[[Simulation], None] | None = None,
                         watchers: Sequence[Callable[[RuntimeEvent], None]] = (),
-                        stop: Callable[[], bool] | None = None) -> list[Outcome]:
+                        stop: Callable[[], bool] | None = None,
+                        record: Recording | None = None) -> list[Outcome]:
     """Each scenario in turn, one gateway for all (``cloud_url``, or one started here with
     the embedded model); prints each conversation and its verdict. ``stop``: asked before
-    each scenario (the window was closed)."""
+    each scenario (the window was closed). ``record``: a field log for each scenario."""
     out = out or sys.stdout
     outcomes = []
     async with _cloud(config, scenarios, cloud_url) as cloud:
@@ -495,6 +503,7 @@ async def run_scenarios(scenarios: Sequence[Scenario], config: Config, *,
             out.write(f"\n▶ {scenario.name}{about}\n")
             out.flush()
             outcome = await run_scenario(scenario, config, cloud=cloud, out=out, sound=sound,
+                                         field_log=record,
                                          on_simulation=on_simulation, watchers=watchers)
             outcomes.append(outcome)
             out.write(verdict(outcome) + "\n")

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from glasses_agent.clock import MonotonicClock
 from glasses_agent.config import Config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime, open_mic
-from glasses_agent.edge.events import RuntimeEvent
+from glasses_agent.edge.events import RuntimeEvent, Tap
 from glasses_agent.edge.runtime import Runtime, RuntimeOptions, TurnResult
 from glasses_agent.frames import AudioChunk, Perception
 from simulator.mic import LiveMic, MicControl
@@ -193,10 +193,12 @@ def build_simulation(
     cloud: CloudTarget | None,
     options: RuntimeOptions,
     watchers: Sequence[Watcher] = (),
+    tap: Tap | None = None,
     control: MicControl | None = None,
     notice: Callable[[str], None] | None = None,
 ) -> Simulation:
-    """The simulation for ``inputs`` (see the module docstring); ``cloud`` None: offline.
+    """The simulation for ``inputs`` (see the module docstring); ``cloud`` None: offline;
+    ``tap``: a field-log recorder (``simulate --record``), or None.
     Loads the models; a missing camera, microphone or file is a ``GlassesError`` here."""
     say = notice or (lambda text: logger.warning("%s", text))
     control = control or MicControl()
@@ -212,7 +214,8 @@ def build_simulation(
         config,
         Inputs(camera=inputs.camera, mic="", audio_out=inputs.audio_out, fast=inputs.fast,
                silent=inputs.silent, mic_source=mic, mic_live=live),
-        cloud=relayed, options=options, on_event=_fan_out(watchers), clock=clock, notice=say)
+        cloud=relayed, options=options, on_event=_fan_out(watchers), clock=clock, tap=tap,
+        notice=say)
     if runtime.eyes is not None and inputs.loop_video:
         runtime.eyes.capture.loop = True  # a video plays on, as a camera would
     return Simulation(runtime=runtime, mic=mic, control=control, link=link,

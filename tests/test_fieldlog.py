@@ -154,6 +154,45 @@ def test_a_session_reads_back_with_the_standard_mcap_reader(
     assert session["config"]["cloud"]["token"] in ("", "***")
 
 
+def test_a_bundled_scenario_recorded_by_simulate_reads_back(tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+
+    from simulator.cli import bundled_scenarios
+
+    [scenario] = bundled_scenarios().glob("*time_and_battery.toml")  # two device turns
+    log = tmp_path / "scenario.mcap"
+    env = {**os.environ, "GLASSES_AGENT_MEMORY__PATH": str(tmp_path / "memory.sqlite")}
+    proc = run_agent("simulate", "--scenario", str(scenario), "--record", str(log),
+                     config="/dev/null", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"field log: {log}" in proc.stderr
+    with log.open("rb") as f:  # the standard reader, by the summary at the end
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics is not None
+        counts = Counter({summary.channels[cid].topic: n
+                          for cid, n in summary.statistics.channel_message_counts.items()})
+        names = {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()}
+        heard = [json.loads(m.data)["question"]
+                 for _, _, m in reader.iter_messages(topics=["/events/heard"])]
+    known = {channel.topic: channel.schema for channel in schemas.CHANNELS}
+    assert {topic: known.get(topic) for topic in names} == names  # only ours, as documented
+    assert counts["/session"] == counts["/session/end"] == 1
+    for topic in ("/events/heard", "/events/decided", "/events/answered",
+                  "/events/turn_timings"):
+        assert counts[topic] == 2, (topic, counts)
+    assert counts["/camera/image"] >= 1 and counts["/perception"] >= 1  # the turns' frames
+    assert counts["/camera/annotations"] == counts["/perception"]
+    assert counts["/events/link_changed"] >= 1 and counts["/events/led_changed"] >= 1
+    assert counts["/hearing/vad"] > 50 and counts["/tts"] >= 2
+    assert counts["/audio"] == 0  # the wearer's voice only when asked for
+    assert "time" in heard[0].lower() and "battery" in heard[1].lower()
+    # Several scenarios record one log each into a folder, which must exist.
+    assert_one_line_error(
+        run_agent("simulate", "--scenario", "bundled", "--record", str(log.with_suffix(".x")),
+                  config="/dev/null"), "glasses-agent simulate: ", "give an existing folder")
+
+
 def test_the_audio_is_all_there(session_log: tuple[Path, list[TurnResult]]) -> None:
     log, _ = session_log
     audio = list(read_log(log).audio())

@@ -34,9 +34,11 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def recording(args: argparse.Namespace, config: Config, *, command: str) -> Iterator[Any]:
+def recording(args: argparse.Namespace, config: Config, *, command: str,
+              to: str | None = None) -> Iterator[Any]:
     """The recorder the flags ask for (None: neither ``--record`` nor ``--live``); closed
-    (the file completed) on the way out, whatever happens."""
+    (the file completed) on the way out, whatever happens. ``to``: record there instead
+    of ``--record`` (one file per scenario of ``simulate --scenario DIR``)."""
     if not args.record and args.live is None:
         yield None
         return
@@ -44,7 +46,7 @@ def recording(args: argparse.Namespace, config: Config, *, command: str) -> Iter
 
     port = None if args.live is None else (config.fieldlog.live_port if args.live < 0
                                            else args.live)
-    recorder = Recorder.open(args.record, config, command=command, live_port=port,
+    recorder = Recorder.open(to or args.record, config, command=command, live_port=port,
                              audio=True if args.record_audio else None)
     if recorder.writer.live_port is not None:
         print(f"live view: ws://{config.fieldlog.live_host}:{recorder.writer.live_port} "
