@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from _common import cpu_flags, percentile  # noqa: E402
 from support.aio import cloud_config  # noqa: E402
 from support.gateway_proc import GatewayProcess  # noqa: E402
 from support.rawsock import RawSocket  # noqa: E402
@@ -45,23 +46,6 @@ from glasses_agent.protocol import CancelQuery, Keyframe, Ping, QueryRequest  # 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 1_000_000
 SETTINGS = ("gateway.delay_deltas=4", "gateway.delay_per_delta_s=0.05",
             "gateway.heartbeat_s=2", "gateway.write_timeout_s=3", "gateway.orphan_grace_s=2")
-
-
-def cpu_flags() -> list[str]:
-    wanted = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp"}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return sorted(wanted & set(line.split(":", 1)[1].split()))
-    except OSError:
-        pass
-    return []
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
 
 
 def cancel_pairs(url: str, stop: threading.Event) -> int:

@@ -226,7 +226,8 @@ class GatewayConfig:
     # Replicas: Redis holding sessions, answered queries and running answers for all of them
     # ("" = this process alone). redis://[:password@]host:port/db or rediss:// (TLS).
     redis_url: str = ""
-    # This replica's name in Redis and in logs ("" = host name, process id and a random tag).
+    # This replica's name in Redis and in logs ("" = host name and process id); a random tag
+    # is added, so a replica started again under the same name is a new one.
     replica_id: str = ""
     # A running answer's lease in Redis: unrenewed this long (its replica died), the
     # replica holding the edge's connection generates it again, s.

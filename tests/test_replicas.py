@@ -12,8 +12,9 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -40,6 +41,23 @@ QUICK = ("gateway.delay_deltas=4", "gateway.delay_per_delta_s=0.05", "gateway.he
          "gateway.lease_s=1.0", "gateway.backend_slots=256")
 
 
+Body = Callable[[ReplicaSet], Coroutine[Any, Any, None]]
+
+
+def on_replicas(settings: tuple[str, ...], *, devices: int = 2, timeout_s: float = 90
+                ) -> Callable[[Body], Callable[[Path], None]]:
+    """A test whose body, a coroutine, runs on a fresh Redis and two replicas (with
+    ``settings``, devices glasses-1.. with tok-1..), within ``timeout_s``."""
+    def wrap(body: Body) -> Callable[[Path], None]:
+        @needs_redis
+        def test(tmp_path: Path) -> None:
+            with ReplicaSet(tmp_path, settings=settings, devices=devices) as replicas:
+                run(body(replicas), timeout_s=timeout_s)
+        test.__doc__ = body.__doc__
+        return test
+    return wrap
+
+
 async def _heard(reply: Reply) -> str:
     """Everything the wearer would hear; it must equal the final answer."""
     text = "".join([delta async for delta in reply])
@@ -52,66 +70,59 @@ def _total(replicas: list[GatewayProcess], name: str) -> float:
     return sum(r.metrics().get(name, 0.0) for r in replicas)
 
 
-@needs_redis
-def test_replica_killed_mid_answer_the_other_takes_over_once(tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=SLOW) as replicas:
-        async def main() -> None:
-            config = cloud_config(replicas.urls[0], urls=replicas.urls, heartbeat_s=1.0,
-                                  reconnect_max_s=0.3)
-            async with EdgeClient(config) as client:
-                holder = replicas.by_url(client.url)
-                reply = client.ask("count to twenty", query_id="kill-1")
-                heard = ""
-                async for delta in reply:
-                    heard += delta
-                    if len(heard) >= 3 and holder.proc and holder.proc.poll() is None:
-                        holder.kill()  # SIGKILL in the middle of the stream
-                answer = reply.answer
-                assert answer is not None
-                assert heard == answer.text == "You asked: count to twenty"
-                assert reply.restarts == 1 and not answer.replayed  # regenerated, said once
-                assert client.url != holder.url and client.sessions_resumed == 1
-            other = next(r for r in replicas if r is not holder)
-            metrics = other.metrics()
-            assert metrics["glasses_gateway_takeovers_total"] == 1
-            assert metrics['glasses_gateway_resumes_total{source="shared"}'] == 1
-
-        run(main(), timeout_s=90)
+@on_replicas(SLOW, timeout_s=90)
+async def test_replica_killed_mid_answer_the_other_takes_over_once(
+        replicas: ReplicaSet) -> None:
+    config = cloud_config(replicas.urls[0], urls=replicas.urls, heartbeat_s=1.0,
+                          reconnect_max_s=0.3)
+    async with EdgeClient(config) as client:
+        holder = replicas.by_url(client.url)
+        reply = client.ask("count to twenty", query_id="kill-1")
+        heard = ""
+        async for delta in reply:
+            heard += delta
+            if len(heard) >= 3 and holder.proc and holder.proc.poll() is None:
+                holder.kill()  # SIGKILL in the middle of the stream
+        answer = reply.answer
+        assert answer is not None
+        assert heard == answer.text == "You asked: count to twenty"
+        assert reply.restarts == 1 and not answer.replayed  # regenerated, said once
+        assert client.url != holder.url and client.sessions_resumed == 1
+    other = next(r for r in replicas if r is not holder)
+    metrics = other.metrics()
+    assert metrics["glasses_gateway_takeovers_total"] == 1
+    assert metrics['glasses_gateway_resumes_total{source="shared"}'] == 1
 
 
-@needs_redis
-def test_link_dropped_replica_alive_resumes_elsewhere_and_runs_the_backend_once(
-        tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=SLOW) as replicas:
-        async def main() -> None:
-            proxies = [FaultProxy(r.port) for r in replicas]
-            for proxy in proxies:
-                await proxy.start()
-            try:
-                config = cloud_config(proxies[0].url, urls=tuple(p.url for p in proxies),
-                                      heartbeat_s=1.0, reconnect_max_s=0.3)
-                async with EdgeClient(config) as client:
-                    path = next(p for p in proxies if p.url == client.url)
-                    reply = client.ask("count to twenty", query_id="drop-1")
-                    heard = ""
-                    async for delta in reply:
-                        heard += delta
-                        if len(heard) >= 3 and not path.refusing:
-                            path.refusing = True  # the way to this replica is broken...
-                            path.cut()  # ...and the link drops; the replica stays up
-                    answer = reply.answer
-                    assert answer is not None and heard == answer.text
-                    assert answer.text == "You asked: count to twenty"
-                    assert reply.restarts == 0 and client.sessions_resumed == 1
-                    assert client.url != path.url
-            finally:
-                for proxy in proxies:
-                    await proxy.aclose()
-            assert _total(replicas.replicas, "glasses_gateway_backend_runs_total") == 1
-            assert _total(replicas.replicas,
-                          'glasses_gateway_queries_total{outcome="followed"}') == 1
-
-        run(main(), timeout_s=90)
+@on_replicas(SLOW, timeout_s=90)
+async def test_link_dropped_replica_alive_resumes_elsewhere_and_runs_the_backend_once(
+        replicas: ReplicaSet) -> None:
+    proxies = [FaultProxy(r.port) for r in replicas]
+    for proxy in proxies:
+        await proxy.start()
+    try:
+        config = cloud_config(proxies[0].url, urls=tuple(p.url for p in proxies),
+                              heartbeat_s=1.0, reconnect_max_s=0.3)
+        async with EdgeClient(config) as client:
+            path = next(p for p in proxies if p.url == client.url)
+            reply = client.ask("count to twenty", query_id="drop-1")
+            heard = ""
+            async for delta in reply:
+                heard += delta
+                if len(heard) >= 3 and not path.refusing:
+                    path.refusing = True  # the way to this replica is broken...
+                    path.cut()  # ...and the link drops; the replica stays up
+            answer = reply.answer
+            assert answer is not None and heard == answer.text
+            assert answer.text == "You asked: count to twenty"
+            assert reply.restarts == 0 and client.sessions_resumed == 1
+            assert client.url != path.url
+    finally:
+        for proxy in proxies:
+            await proxy.aclose()
+    assert _total(replicas.replicas, "glasses_gateway_backend_runs_total") == 1
+    assert _total(replicas.replicas,
+                  'glasses_gateway_queries_total{outcome="followed"}') == 1
 
 
 async def _asking(index: int, urls: tuple[str, ...], stop: asyncio.Event,
@@ -133,73 +144,70 @@ async def _asking(index: int, urls: tuple[str, ...], stop: asyncio.Event,
         return client.sessions_opened, client.sessions_resumed
 
 
-@needs_redis
-def test_rolling_restart_under_200_sessions_loses_none_and_answers_none_twice(
-        tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=QUICK, devices=200) as replicas:
-        async def main() -> None:
-            stop, answers = asyncio.Event(), {}
-            devices = [asyncio.create_task(_asking(i, replicas.urls, stop, answers))
-                       for i in range(1, 201)]
-            await asyncio.sleep(3)
-            for replica in replicas:  # SIGTERM each in turn, start it again
-                await asyncio.to_thread(replicas.stop, replica)
-                await asyncio.to_thread(replica.start)
-                await asyncio.sleep(3)
-            stop.set()
-            sessions = await asyncio.gather(*devices)
-            runs = await asyncio.to_thread(replicas.stop_all)
-            assert len(answers) >= 3 * 200
-            assert runs == len(answers)  # one backend run per query: none generated twice
-            # Every device left a stopped replica and resumed its session on the other.
-            assert all(opened >= 2 and resumed == opened - 1 for opened, resumed in sessions), \
-                sessions
-
-        run(main(), timeout_s=150)
+@on_replicas(QUICK, devices=200, timeout_s=150)
+async def test_rolling_restart_under_200_sessions_loses_none_and_answers_none_twice(
+        replicas: ReplicaSet) -> None:
+    stop, answers = asyncio.Event(), {}
+    devices = [asyncio.create_task(_asking(i, replicas.urls, stop, answers))
+               for i in range(1, 201)]
+    await asyncio.sleep(3)
+    for replica in replicas:  # SIGTERM each in turn, start it again
+        await asyncio.to_thread(replicas.stop, replica)
+        await asyncio.to_thread(replica.start)
+        await asyncio.sleep(3)
+    stop.set()
+    sessions = await asyncio.gather(*devices)
+    runs = await asyncio.to_thread(replicas.stop_all)
+    assert len(answers) >= 3 * 200
+    assert runs == len(answers)  # one backend run per query: none generated twice
+    # Every device left a stopped replica and resumed its session on the other.
+    assert all(opened >= 2 and resumed == opened - 1 for opened, resumed in sessions), \
+        sessions
 
 
-@needs_redis
-def test_redis_restarted_and_stopped_degrades_then_recovers_losing_no_answer(
-        tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=QUICK) as replicas:
-        async def main() -> None:
-            stop, answers = asyncio.Event(), {}
-            asking = asyncio.create_task(_asking(2, replicas.urls, stop, answers))
-            config = cloud_config(replicas.urls[0], urls=replicas.urls)
-            async with EdgeClient(config) as client:
-                before = {f"before-{i}": (await client.ask(f"before {i}",
-                                                           query_id=f"before-{i}").result()).text
-                          for i in range(5)}
-                replicas.redis.kill()  # kill -9 while device 2 keeps asking
-                await _until(lambda: all(r.health()["status"] == "degraded" for r in replicas))
-                assert all(r.health()["exactly_once_across_replicas"] is False for r in replicas)
-                during = {f"during-{i}": (await client.ask(f"during {i}",
-                                                           query_id=f"during-{i}").result()).text
-                          for i in range(5)}  # still answered
-                await asyncio.to_thread(replicas.redis.start)  # the same folder: its AOF
-                await _until(lambda: all(r.health()["status"] == "ok" for r in replicas))
-            stop.set()
-            await asyncio.wait_for(asking, 60)
-            # Every answer finished before, and during, the outage is kept, on any replica.
-            for replica in replicas:
-                raw = await raw_connect(replica.url)
-                await raw.hello("tok-1")
-                for qid, text in {**before, **during}.items():
-                    await raw.send(QueryRequest(query_id=qid, text="again"))
-                    done = await raw.recv_until("answer.done")
-                    assert done[-1]["replayed"] is True and done[-1]["text"] == text, qid
-                await raw.ws.close()
-            metrics = replicas[0].metrics()
-            assert metrics["glasses_gateway_redis_up"] == 1
-            assert metrics["glasses_gateway_redis_errors_total"] >= 1
-            assert len(answers) >= 3
-
-        run(main(), timeout_s=120)
-        for replica in replicas:
-            replica.kill()
-            log = replica.read_rest()
-            assert "exactly-once across reconnects and replicas is suspended" in log
-            assert "exactly-once across reconnects and replicas is restored" in log
+@on_replicas(QUICK, timeout_s=120)
+async def test_redis_restarted_and_stopped_degrades_then_recovers_losing_no_answer(
+        replicas: ReplicaSet) -> None:
+    stop, answers = asyncio.Event(), {}
+    asking = asyncio.create_task(_asking(2, replicas.urls, stop, answers))
+    config = cloud_config(replicas.urls[0], urls=replicas.urls)
+    async with EdgeClient(config) as client:
+        before = {f"before-{i}": (await client.ask(f"before {i}",
+                                                   query_id=f"before-{i}").result()).text
+                  for i in range(5)}
+        # Restarted (SIGTERM, then started on its append-only file) while device 2 keeps
+        # asking; then killed (kill -9) and away for a while.
+        await asyncio.to_thread(replicas.redis.stop)
+        await asyncio.to_thread(replicas.redis.start)
+        await _until(lambda: all(r.health()["status"] == "ok" for r in replicas))
+        replicas.redis.kill()
+        await _until(lambda: all(r.health()["status"] == "degraded" for r in replicas))
+        assert all(r.health()["exactly_once_across_replicas"] is False for r in replicas)
+        during = {f"during-{i}": (await client.ask(f"during {i}",
+                                                   query_id=f"during-{i}").result()).text
+                  for i in range(5)}  # still answered
+        await asyncio.to_thread(replicas.redis.start)  # the same folder: its AOF
+        await _until(lambda: all(r.health()["status"] == "ok" for r in replicas))
+    stop.set()
+    await asyncio.wait_for(asking, 60)
+    # Every answer finished before, and during, the outage is kept, on any replica.
+    for replica in replicas:
+        raw = await raw_connect(replica.url)
+        await raw.hello("tok-1")
+        for qid, text in {**before, **during}.items():
+            await raw.send(QueryRequest(query_id=qid, text="again"))
+            done = await raw.recv_until("answer.done")
+            assert done[-1]["replayed"] is True and done[-1]["text"] == text, qid
+        await raw.ws.close()
+    metrics = replicas[0].metrics()
+    assert metrics["glasses_gateway_redis_up"] == 1
+    assert metrics["glasses_gateway_redis_errors_total"] >= 1
+    assert len(answers) >= 3
+    for replica in replicas:
+        replica.kill()
+        log = await asyncio.to_thread(replica.read_rest)
+        assert "exactly-once across reconnects and replicas is suspended" in log
+        assert "exactly-once across reconnects and replicas is restored" in log
 
 
 async def _until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
@@ -209,98 +217,87 @@ async def _until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.2)
 
 
-@needs_redis
-def test_foreign_and_forged_resume_handles_reach_no_one_elses_session(tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=QUICK) as replicas:
-        async def main() -> None:
-            first = await raw_connect(replicas[0].url)
-            started = await first.hello("tok-1")
-            handle, session_id = started["resume_handle"], started["session_id"]
-            await first.send(QueryRequest(query_id="secret-1", text="my secret"))
-            assert (await first.recv_until("answer.done"))[-1]["text"] == "You asked: my secret"
-            await first.ws.close()
-            forged = [handle[:-1] + ("A" if handle[-1] != "A" else "B"), "x" * 24, handle + "x"]
-            for index, replica in enumerate(replicas):
-                # Device 2 presenting device 1's handle, on either replica: a new session
-                # of its own, and device 1's answers are not its answers (on the second
-                # replica it gets its own first answer again, replayed).
-                other = await raw_connect(replica.url)
-                got = await other.hello("tok-2", resume=handle)
-                assert got["resumed"] is False and got["session_id"] != session_id
-                await other.send(QueryRequest(query_id="secret-1", text="whose secret"))
-                done = (await other.recv_until("answer.done"))[-1]
-                assert done["text"] == "You asked: whose secret"
-                assert done["replayed"] is (index > 0)
-                await other.ws.close()
-                for made_up in forged:
-                    raw = await raw_connect(replica.url)
-                    got = await raw.hello("tok-1", resume=made_up)
-                    assert got["resumed"] is False and got["session_id"] != session_id
-                    await raw.ws.close()
-            # The real handle still works, on the replica that never held the session.
-            again = await raw_connect(replicas[1].url)
-            got = await again.hello("tok-1", resume=handle)
-            assert got["resumed"] is True and got["session_id"] == session_id
-            await again.ws.close()
-
-        run(main(), timeout_s=60)
+@on_replicas(QUICK, timeout_s=60)
+async def test_foreign_and_forged_resume_handles_reach_no_one_elses_session(
+        replicas: ReplicaSet) -> None:
+    first = await raw_connect(replicas[0].url)
+    started = await first.hello("tok-1")
+    handle, session_id = started["resume_handle"], started["session_id"]
+    await first.send(QueryRequest(query_id="secret-1", text="my secret"))
+    assert (await first.recv_until("answer.done"))[-1]["text"] == "You asked: my secret"
+    await first.ws.close()
+    forged = [handle[:-1] + ("A" if handle[-1] != "A" else "B"), "x" * 24, handle + "x"]
+    for index, replica in enumerate(replicas):
+        # Device 2 presenting device 1's handle, on either replica: a new session
+        # of its own, and device 1's answers are not its answers (on the second
+        # replica it gets its own first answer again, replayed).
+        other = await raw_connect(replica.url)
+        got = await other.hello("tok-2", resume=handle)
+        assert got["resumed"] is False and got["session_id"] != session_id
+        await other.send(QueryRequest(query_id="secret-1", text="whose secret"))
+        done = (await other.recv_until("answer.done"))[-1]
+        assert done["text"] == "You asked: whose secret"
+        assert done["replayed"] is (index > 0)
+        await other.ws.close()
+        for made_up in forged:
+            raw = await raw_connect(replica.url)
+            got = await raw.hello("tok-1", resume=made_up)
+            assert got["resumed"] is False and got["session_id"] != session_id
+            await raw.ws.close()
+    # The real handle still works, on the replica that never held the session.
+    again = await raw_connect(replicas[1].url)
+    got = await again.hello("tok-1", resume=handle)
+    assert got["resumed"] is True and got["session_id"] == session_id
+    await again.ws.close()
 
 
-@needs_redis
-def test_per_device_limits_hold_across_replicas(tmp_path: Path) -> None:
-    settings = (*SLOW, "gateway.max_queries_in_flight=2", "gateway.device_burst=3",
-                "gateway.device_queries_per_min=1")
-    with ReplicaSet(tmp_path, settings=settings) as replicas:
-        async def main() -> None:
-            on_a, on_b = await raw_connect(replicas[0].url), await raw_connect(replicas[1].url)
-            await on_a.hello("tok-1")
-            await on_b.hello("tok-1")
-            await on_a.send(QueryRequest(query_id="q1", text="one"))
-            await on_b.send(QueryRequest(query_id="q2", text="two"))
-            await on_b.send(QueryRequest(query_id="q3", text="three"))
-            refused = (await on_b.recv_until("error"))[-1]
-            assert refused["code"] == "busy" and refused["query_id"] == "q3"
-            await on_a.recv_until("answer.done")
-            await on_b.recv_until("answer.done")
-            await on_a.send(QueryRequest(query_id="q4", text="four"))  # the third of the burst
-            await on_a.recv_until("answer.done")
-            await on_b.send(QueryRequest(query_id="q5", text="five"))
-            refused = (await on_b.recv_until("error"))[-1]
-            assert refused["code"] == "rate_limited" and refused["query_id"] == "q5"
-            await on_a.ws.close()
-            await on_b.ws.close()
-
-        run(main(), timeout_s=60)
+@on_replicas((*SLOW, "gateway.max_queries_in_flight=2", "gateway.device_burst=3",
+              "gateway.device_queries_per_min=1"), timeout_s=60)
+async def test_per_device_limits_hold_across_replicas(replicas: ReplicaSet) -> None:
+    on_a, on_b = await raw_connect(replicas[0].url), await raw_connect(replicas[1].url)
+    await on_a.hello("tok-1")
+    await on_b.hello("tok-1")
+    await on_a.send(QueryRequest(query_id="q1", text="one"))
+    await on_b.send(QueryRequest(query_id="q2", text="two"))
+    await on_b.send(QueryRequest(query_id="q3", text="three"))
+    refused = (await on_b.recv_until("error"))[-1]
+    assert refused["code"] == "busy" and refused["query_id"] == "q3"
+    await on_a.recv_until("answer.done")
+    await on_b.recv_until("answer.done")
+    await on_a.send(QueryRequest(query_id="q4", text="four"))  # the third of the burst
+    await on_a.recv_until("answer.done")
+    await on_b.send(QueryRequest(query_id="q5", text="five"))
+    refused = (await on_b.recv_until("error"))[-1]
+    assert refused["code"] == "rate_limited" and refused["query_id"] == "q5"
+    await on_a.ws.close()
+    await on_b.ws.close()
 
 
-@needs_redis
 @pytest.mark.skipif(not haproxy_available(),
                     reason="haproxy is not installed (bash scripts/setup.sh installs it)")
-def test_haproxy_in_front_of_two_replicas_through_a_rolling_restart(tmp_path: Path) -> None:
-    with ReplicaSet(tmp_path, settings=QUICK, devices=20) as replicas:
-        balancer = HAProxy(tmp_path, (replicas[0].port, replicas[1].port))
-        balancer.start()
-        try:
-            async def main() -> None:
-                stop, answers = asyncio.Event(), {}
-                devices = [asyncio.create_task(_asking(i, (balancer.url,), stop, answers))
-                           for i in range(1, 21)]
-                await asyncio.sleep(2)
-                for replica in replicas:
-                    await asyncio.to_thread(replicas.stop, replica)
-                    await asyncio.to_thread(replica.start)
-                    await asyncio.sleep(3)  # two health checks: the balancer sees it again
-                stop.set()
-                sessions = await asyncio.gather(*devices)
-                health = await asyncio.to_thread(_get_json, balancer.url + "/healthz")
-                assert health["redis"] == "up"
-                runs = await asyncio.to_thread(replicas.stop_all)
-                assert runs == len(answers) > 50
-                assert all(opened >= 2 and resumed == opened - 1 for opened, resumed in sessions)
-
-            run(main(), timeout_s=120)
-        finally:
-            balancer.stop()
+@on_replicas(QUICK, devices=20, timeout_s=120)
+async def test_haproxy_in_front_of_two_replicas_through_a_rolling_restart(
+        replicas: ReplicaSet) -> None:
+    balancer = HAProxy(replicas.folder / "haproxy", (replicas[0].port, replicas[1].port))
+    await asyncio.to_thread(balancer.start)
+    try:
+        stop, answers = asyncio.Event(), {}
+        devices = [asyncio.create_task(_asking(i, (balancer.url,), stop, answers))
+                   for i in range(1, 21)]
+        await asyncio.sleep(2)
+        for replica in replicas:
+            await asyncio.to_thread(replicas.stop, replica)
+            await asyncio.to_thread(replica.start)
+            await asyncio.sleep(3)  # two health checks: the balancer sees it again
+        stop.set()
+        sessions = await asyncio.gather(*devices)
+        health = await asyncio.to_thread(_get_json, balancer.url + "/healthz")
+        assert health["redis"] == "up"
+        runs = await asyncio.to_thread(replicas.stop_all)
+        assert runs == len(answers) > 50
+        assert all(opened >= 2 and resumed == opened - 1 for opened, resumed in sessions)
+    finally:
+        await asyncio.to_thread(balancer.stop)
 
 
 def _get_json(url: str) -> dict[str, object]:

@@ -279,7 +279,7 @@ class Jobs:
         Redis, the first one kept wins)."""
         qid = done.query_id
         if job.writer is not None and self.shared is not None:
-            await job.writer.drain()
+            job.writer.close()  # the stream's end holds all of the text
             try:
                 return await self.shared.call(self.shared.state.finish, job.device_id, qid,
                                               job.session.session_id, done)

@@ -59,6 +59,9 @@ class GatewayMetrics:
         self.takeovers = Counter("glasses_gateway_takeovers",
                                  "Running answers taken over from a replica whose lease ran "
                                  "out (generated again, after answer.reset)", registry=r)
+        self.redis_round_trips = Counter("glasses_gateway_redis_round_trips",
+                                         "Redis round trips (a script or a pipeline is one)",
+                                         registry=r)
         self.redis_errors = Counter("glasses_gateway_redis_errors",
                                     "Redis commands that failed (each one starts or prolongs "
                                     "degraded mode)", registry=r)

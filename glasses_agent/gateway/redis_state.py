@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from glasses_agent.errors import BadInputError
 from glasses_agent.protocol import AnswerDone, ProtocolError

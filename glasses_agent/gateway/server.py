@@ -102,7 +102,7 @@ class Gateway:
         self.port = gw.port if port is None else port
         self.tokens = tokens if tokens is not None else TokenTable.from_config(gw)
         self._ssl = server_ssl_context(gw)
-        self.replica_id = gw.replica_id or _default_replica_id()
+        self.replica_id = _replica_id(gw.replica_id)
         self.metrics = GatewayMetrics()
         self.shared = _shared_state(gw, self.replica_id, self.metrics)
         self.backend = backend if backend is not None else make_backend(config)
@@ -585,10 +585,12 @@ def _rate_message(gw: GatewayConfig, wait_s: float) -> str:
             f"ask again in {wait_s:.1f} s")
 
 
-def _default_replica_id() -> str:
-    """Host name, process id and a random tag: unique across restarts and machines."""
-    host = socket.gethostname().split(".")[0] or "gateway"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+def _replica_id(name: str) -> str:
+    """``name`` (default: the host name and the process id) and a random tag: a replica
+    started again under the same name is a new replica (it holds none of the old leases)."""
+    if not name:
+        name = f"{socket.gethostname().split('.')[0] or 'gateway'}-{os.getpid()}"
+    return f"{name}-{secrets.token_hex(3)}"
 
 
 def _shared_state(gw: GatewayConfig, replica_id: str,

@@ -12,9 +12,9 @@
   the sessions held here are registered again, so what happened during the outage
   is known to every replica afterwards.
 
-``StreamWriter`` appends one running answer's text to its stream, coalescing the
-deltas that come while a write is in flight (one write per Redis round trip, not
-one per token).
+``StreamWriter`` appends one running answer's text to its stream, at most every
+``FLUSH_S`` (the deltas in between go as one entry: a few writes per answer, not
+one per token); a follower on another replica hears the text that much later.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 PROBE_S = 1.0
+# A running answer's text goes to Redis at most this often, s.
+FLUSH_S = 0.1
 # Answers finished while Redis was away, kept to write there on recovery (the newest).
 MAX_UNSYNCED = 100_000
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
@@ -102,6 +104,7 @@ class SharedState:
         unreachable (now, or since an earlier failure)."""
         if not self.up:
             raise SharedStateDown(self.url)
+        self.metrics.redis_round_trips.inc()
         try:
             return await asyncio.wait_for(op(*args, **kwargs), self.state.timeout_s * 3)
         except REDIS_FAILURES as exc:
@@ -189,6 +192,7 @@ class StreamWriter:
         self._on_lost = on_lost
         self._pending = ""
         self._offset = 0
+        self._written_s = float("-inf")  # when the last entry was written (loop time)
         self._task: asyncio.Task[None] | None = None
 
     def push(self, offset: int, text: str) -> None:
@@ -200,24 +204,29 @@ class StreamWriter:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
-    async def drain(self) -> None:
-        """Wait until everything pushed is written (or the writer broke)."""
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
-
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Write nothing more: the answer's end (which holds all of its text) follows, or
+        the query is given up. A write in flight finishes by itself."""
+        self.broken = True
+        self._pending = ""
 
     async def _flush(self) -> None:
         state = self.shared.state
+        loop = asyncio.get_running_loop()
         while self._pending and not self.broken:
+            wait_s = self._written_s + FLUSH_S - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # more deltas join this entry meanwhile
+                if not self._pending or self.broken:
+                    return
+            self._written_s = loop.time()
             text, offset = self._pending, self._offset
             self._pending, self._offset = "", offset + len(text)
             try:
                 status = await self.shared.call(state.append, self.device_id, self.query_id,
                                                  self.session_id, offset, text)
+                if self.broken:
+                    return  # closed meanwhile: the answer ended here (its lease is gone)
                 if status == 1:
                     heard = await self.shared.call(state.cancel_requested, self.device_id,
                                                    self.query_id)

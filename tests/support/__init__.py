@@ -2,6 +2,7 @@
 
 - ``aio``: run a coroutine with a deadline, an in-process gateway on loopback
 - ``cli``: run ``glasses-agent`` / ``glasses-models`` in a fresh interpreter, one-line errors
+- ``daemon``: a server program (redis-server, haproxy) in a folder, with its log
 - ``faultproxy``: a TCP proxy that drops, stalls and cuts connections
 - ``gateway_proc``: the gateway as a real child process (its /healthz and /metrics)
 - ``haproxy_proc``: HAProxy running ``deploy/haproxy.cfg`` in front of replicas

@@ -7,9 +7,9 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
+from support.daemon import Daemon
 from support.net import free_port
 
 __all__ = ["HAPROXY_CFG", "HAProxy", "haproxy_available"]
@@ -21,16 +21,15 @@ def haproxy_available() -> bool:
     return shutil.which("haproxy") is not None
 
 
-class HAProxy:
+class HAProxy(Daemon):
     """``start()`` checks the config, then waits until the frontend accepts connections."""
 
     def __init__(self, folder: Path, replica_ports: tuple[int, int]) -> None:
-        self.folder = folder
+        super().__init__(folder, "haproxy")
         self.port = free_port()
         self.env = {**os.environ, "GA_LISTEN": f"127.0.0.1:{self.port}",
                     "GA_REPLICA_1": f"127.0.0.1:{replica_ports[0]}",
                     "GA_REPLICA_2": f"127.0.0.1:{replica_ports[1]}"}
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -41,26 +40,12 @@ class HAProxy:
                                capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise RuntimeError(f"deploy/haproxy.cfg is not valid:\n{check.stderr}")
-        log = (self.folder / "haproxy.log").open("ab")
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("haproxy did not start:\n" + self.log())
+        self.spawn(["haproxy", "-db", "-f", str(HAPROXY_CFG)], self._accepts,
+                   timeout_s=timeout_s, env=self.env)
 
-    def log(self) -> str:
-        path = self.folder / "haproxy.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+        except OSError:
+            return False
+        return True

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from pathlib import Path
 
+from support.daemon import Daemon
 from support.net import free_port
 
 __all__ = ["REDIS_CONF", "RedisServer", "redis_available"]
@@ -20,38 +19,25 @@ def redis_available() -> bool:
     return shutil.which("redis-server") is not None
 
 
-class RedisServer:
+class RedisServer(Daemon):
     """``start()`` waits until it answers PING; ``kill()`` is SIGKILL, ``stop()`` SIGTERM
     (Redis then writes its append-only file out). A restart keeps the port and the folder,
     so what the append-only file holds comes back."""
 
     def __init__(self, folder: Path, *, port: int = 0) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+        super().__init__(folder, "redis")
         self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 20.0) -> None:
-        if shutil.which("redis-server") is None:
+        if not redis_available():
             raise RuntimeError("redis-server is not installed (bash scripts/setup.sh installs it)")
-        log = (self.folder / "redis.log").open("ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.folder), "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if self.command("PING") == "+PONG":
-                return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("redis-server did not start:\n" + self.log())
+        self.spawn(["redis-server", str(REDIS_CONF), "--port", str(self.port),
+                    "--bind", "127.0.0.1", "--dir", str(self.folder), "--daemonize", "no"],
+                   lambda: self.command("PING") == "+PONG", timeout_s=timeout_s)
 
     def command(self, *words: str) -> str | None:
         """One command over a plain socket (inline protocol); the first reply line."""
@@ -76,17 +62,3 @@ class RedisServer:
         text = data.partition(b"\r\n")[2].decode(errors="replace")
         pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
         return {k: v for k, v in pairs}
-
-    def log(self) -> str:
-        path = self.folder / "redis.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)

@@ -43,10 +43,12 @@ def start_all(processes: list[GatewayProcess]) -> None:
 
 
 class ReplicaSet:
-    """A Redis and ``count`` gateway replicas (devices glasses-1.. with tok-1..)."""
+    """A Redis and ``count`` gateway replicas (devices glasses-1.. with tok-1..); with
+    ``redis`` False, replicas with no shared state (a baseline)."""
 
     def __init__(self, folder: Path, *, count: int = 2, settings: tuple[str, ...] = (),
                  devices: int = 2, redis: bool = True) -> None:
+        self.folder = folder
         self.redis = RedisServer(folder / "redis")
         self.replicas = [
             GatewayProcess(folder / f"replica-{i + 1}", answers_db=False, devices=devices,
@@ -54,10 +56,12 @@ class ReplicaSet:
                            redis_url=self.redis.url if redis else "")
             for i in range(count)
         ]
+        self.uses_redis = redis
         self.backend_runs_before = 0  # of processes that were stopped and started again
 
     def __enter__(self) -> ReplicaSet:
-        self.redis.start()
+        if self.uses_redis:
+            self.redis.start()
         try:
             start_all(self.replicas)
         except BaseException:
