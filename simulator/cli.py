@@ -33,7 +33,7 @@ from glasses_agent.config import Config
 from glasses_agent.edge.events import RuntimeEvent
 from glasses_agent.errors import BadInputError, DeviceUnavailableError
 
-__all__ = ["BUNDLED", "bundled_scenarios", "register", "run"]
+__all__ = ["BUNDLED", "bundled_scenarios", "has_speakers", "register", "run", "run_scenarios_cli"]
 
 BUNDLED = "bundled"
 
@@ -68,7 +68,8 @@ def _check_mic(spec: str) -> None:
                                      "to play a recording as the wearer's voice")
 
 
-def _has_speakers() -> bool:
+def has_speakers() -> bool:
+    """Whether this machine has a sound output."""
     try:
         import sounddevice
 
@@ -127,9 +128,9 @@ def run_scenarios_cli(target: str, config: Config, *, cloud_url: str | None, win
         len(outcomes) == len(scenarios) else 1
 
 
-def _in_window(main: Callable[..., Any], *, title: str) -> Any:
+def _in_window(main: Callable[..., Any], *, title: str, ptt: str = "toggle") -> Any:
     """Run ``main`` (a coroutine function taking on_simulation, watchers, stop) on a worker
-    thread while the window shows it."""
+    thread while the window shows it; ``ptt``: how the space bar talks (toggle or hold)."""
     from simulator.hud import Hud
     from simulator.window import Stage, Window, check_display
 
@@ -157,7 +158,7 @@ def _in_window(main: Callable[..., Any], *, title: str) -> Any:
 
     worker = threading.Thread(target=work, name="simulation", daemon=True)
     worker.start()
-    Window(stage, linger_s=2.0).run()
+    Window(stage, ptt=ptt, linger_s=2.0).run()
     stage.quit.set()
     if stage.sim is not None and not stage.done.is_set():
         stage.sim.stop()
@@ -220,7 +221,7 @@ def run_live(args: argparse.Namespace, config: Config, events: IO[str] | None) -
 
     with recording(args, config, command="simulate") as tap:
         if window:
-            _in_window(main, title="live")
+            _in_window(main, title="live", ptt=args.ptt)
             return 0
         return asyncio.run(main())
 
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if args.offline:
             raise BadInputError("--offline goes without --scenario: a scenario says whether "
                                 "it uses the cloud (cloud = false)")
-        sound = args.speak and _has_speakers()
+        sound = args.speak and has_speakers()
         return run_scenarios_cli(args.scenario, config, cloud_url=args.cloud,
                                  window=args.window, sound=sound,
                                  record=_scenario_logs(args))

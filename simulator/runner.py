@@ -23,9 +23,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-from glasses_agent.config import Config, apply_layer
+from glasses_agent.config import AsrConfig, Config, apply_layer
 from glasses_agent.edge.build import CloudTarget
 from glasses_agent.edge.events import (
     Answered,
@@ -55,6 +55,9 @@ _T = TypeVar("_T")
 
 # A field-log recorder opened for a scenario (``simulate --scenario ... --record``).
 Recording = Callable[[Scenario, Config], contextlib.AbstractContextManager[Tap | None]]
+
+if TYPE_CHECKING:
+    from glasses_agent.edge.speech.asr import WhisperAsr
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -402,11 +405,13 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
                        out: IO[str] | None = None, sound: bool = False,
                        field_log: Recording | None = None,
                        watchers: Sequence[Callable[[RuntimeEvent], None]] = (),
-                       on_simulation: Callable[[Simulation], None] | None = None) -> Outcome:
+                       on_simulation: Callable[[Simulation], None] | None = None,
+                       recognisers: dict[AsrConfig, WhisperAsr] | None = None) -> Outcome:
     """Run one scenario (see the module docstring); ``field_log``: opens its log, given
     the scenario and its settings. ``sound``: speak on the sound card
     (real time); else answers are shown, not played. A ``GlassesError`` (bad media, bad
-    settings) is raised, not reported as a failure."""
+    settings) is raised, not reported as a failure. ``recognisers``: Whisper models loaded
+    by earlier scenarios, by their settings (shared: loading one takes seconds)."""
     from simulator.media import camera_source
 
     out = out or sys.stdout
@@ -424,6 +429,12 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
         inputs = SimulationInputs(camera=camera_source(scenario.camera, workdir),
                                   mic=script.mic, fast=not realtime, silent=not sound,
                                   photos_dir=workdir / "photos")
+        asr = None
+        if recognisers is not None:
+            from glasses_agent.edge.speech.asr import WhisperAsr
+
+            asr = recognisers.get(run_config.asr) or recognisers.setdefault(
+                run_config.asr, WhisperAsr(run_config.asr))
         options = RuntimeOptions(location=scenario.location,
                                  battery_percent=scenario.battery_percent,
                                  follow_up_s=scenario.follow_up_s)
@@ -431,7 +442,7 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
             run_config, inputs, cloud=cloud if scenario.cloud else None, options=options,
             watchers=[record, conversation, script.steps, _on_first_look(script.mic.ready),
                       *watchers],
-            control=script.mic.control, tap=tap, notice=conversation.note)
+            control=script.mic.control, tap=tap, notice=conversation.note, asr=asr)
         script.sim.append(sim)
         if on_simulation is not None:
             on_simulation(sim)
@@ -495,6 +506,7 @@ async def run_scenarios(scenarios: Sequence[Scenario], config: Config, *,
     each scenario (the window was closed). ``record``: a field log for each scenario."""
     out = out or sys.stdout
     outcomes = []
+    recognisers: dict[AsrConfig, WhisperAsr] = {}
     async with _cloud(config, scenarios, cloud_url) as cloud:
         for scenario in scenarios:
             if stop is not None and stop():
@@ -504,7 +516,8 @@ async def run_scenarios(scenarios: Sequence[Scenario], config: Config, *,
             out.flush()
             outcome = await run_scenario(scenario, config, cloud=cloud, out=out, sound=sound,
                                          field_log=record,
-                                         on_simulation=on_simulation, watchers=watchers)
+                                         on_simulation=on_simulation, watchers=watchers,
+                                         recognisers=recognisers)
             outcomes.append(outcome)
             out.write(verdict(outcome) + "\n")
             out.flush()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,9 @@ from glasses_agent.edge.runtime import Runtime, RuntimeOptions, TurnResult
 from glasses_agent.frames import AudioChunk, Perception
 from simulator.mic import LiveMic, MicControl
 from simulator.netlink import NetLink
+
+if TYPE_CHECKING:
+    from glasses_agent.edge.speech.asr import WhisperAsr
 
 __all__ = ["Simulation", "SimulationInputs", "build_simulation"]
 
@@ -196,10 +200,12 @@ def build_simulation(
     tap: Tap | None = None,
     control: MicControl | None = None,
     notice: Callable[[str], None] | None = None,
+    asr: WhisperAsr | None = None,
 ) -> Simulation:
     """The simulation for ``inputs`` (see the module docstring); ``cloud`` None: offline;
     ``tap``: a field-log recorder (``simulate --record``), or None.
-    Loads the models; a missing camera, microphone or file is a ``GlassesError`` here."""
+    Loads the models (``asr``: a speech recogniser already loaded); a missing camera,
+    microphone or file is a ``GlassesError`` here."""
     say = notice or (lambda text: logger.warning("%s", text))
     control = control or MicControl()
     clock = MonotonicClock()
@@ -215,7 +221,7 @@ def build_simulation(
         Inputs(camera=inputs.camera, mic="", audio_out=inputs.audio_out, fast=inputs.fast,
                silent=inputs.silent, mic_source=mic, mic_live=live),
         cloud=relayed, options=options, on_event=_fan_out(watchers), clock=clock, tap=tap,
-        notice=say)
+        notice=say, asr=asr)
     if runtime.eyes is not None and inputs.loop_video:
         runtime.eyes.capture.loop = True  # a video plays on, as a camera would
     return Simulation(runtime=runtime, mic=mic, control=control, link=link,

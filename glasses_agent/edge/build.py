@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glasses_agent.clock import Clock, MonotonicClock
 from glasses_agent.config import Config
@@ -19,6 +20,9 @@ from glasses_agent.edge.events import RuntimeEvent, Tap
 from glasses_agent.edge.runtime import Runtime, RuntimeOptions
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import AudioChunk
+
+if TYPE_CHECKING:
+    from glasses_agent.edge.speech.asr import WhisperAsr
 
 __all__ = ["CloudTarget", "Inputs", "build_runtime", "open_mic"]
 
@@ -83,9 +87,11 @@ def build_runtime(
     clock: Clock | None = None,
     notice: Callable[[str], None] | None = None,
     tap: Tap | None = None,
+    asr: WhisperAsr | None = None,
 ) -> Runtime:
     """The runtime for ``inputs``; ``cloud`` None: offline (answers on the device only).
-    ``tap``: told of everything a field log keeps (``glasses_agent.fieldlog.Recorder``)."""
+    ``tap``: told of everything a field log keeps (``glasses_agent.fieldlog.Recorder``).
+    ``asr``: a speech recogniser already loaded (the simulator's scenarios share one)."""
     from glasses_agent.edge.client import EdgeClient
     from glasses_agent.edge.memory import open_memory
     from glasses_agent.edge.perception.loop import Perceiver
@@ -115,7 +121,7 @@ def build_runtime(
         sink = open_sink(audio_out=inputs.audio_out, device=config.audio.output_device,
                          sample_rate_hz=tts.sample_rate_hz, realtime=not options.fast,
                          notice=say)
-    asr = WhisperAsr(config.asr)
+    asr = asr or WhisperAsr(config.asr)  # one loaded model may serve runtime after runtime
     listener = build_listener(config, asr=asr, notice=say)
     eyes = None
     models = {"speech": f"Whisper {config.asr.model}"}
