@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from glasses_agent.frames import VideoFrame
@@ -31,24 +32,29 @@ logger = logging.getLogger("glasses_agent.fieldlog")
 _KEEP_INDEXES = 256  # frame indexes remembered as kept (a frame is not kept twice)
 
 
+@dataclass(eq=False, kw_only=True)
 class CameraKeeper:
-    """See the module docstring. ``write(frame, jpeg)`` is called on the keeper's thread."""
+    """See the module docstring. ``write(frame, jpeg)`` is called on the keeper's thread;
+    the thread starts with the keeper."""
 
-    def __init__(self, *, camera_fps: float, jpeg_quality: int, redactor: Any,
-                 write: Callable[[VideoFrame, bytes], None]) -> None:
-        self.camera_fps = camera_fps
-        self.jpeg_quality = jpeg_quality
-        self.redactor = redactor
-        self.write = write
-        self.led_on = True
-        self.skipped = 0
-        self._wanted: collections.deque[tuple[VideoFrame, Sequence[Any] | None]] = \
-            collections.deque(maxlen=8)
-        self._sampled: VideoFrame | None = None
-        self._last_sampled_s = float("-inf")
-        self._kept: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._wake = threading.Condition()
-        self._closing = False
+    camera_fps: float
+    jpeg_quality: int
+    redactor: Any
+    write: Callable[[VideoFrame, bytes], None]
+    led_on: bool = field(default=True, init=False)
+    skipped: int = field(default=0, init=False)
+    _wanted: collections.deque[tuple[VideoFrame, Sequence[Any] | None]] = field(
+        default_factory=lambda: collections.deque(maxlen=8), init=False, repr=False)
+    _sampled: VideoFrame | None = field(default=None, init=False, repr=False)
+    _last_sampled_s: float = field(default=float("-inf"), init=False, repr=False)
+    _kept: collections.OrderedDict[int, None] = field(
+        default_factory=collections.OrderedDict, init=False, repr=False)
+    _wake: threading.Condition = field(default_factory=threading.Condition, init=False,
+                                       repr=False)
+    _closing: bool = field(default=False, init=False, repr=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fieldlog-camera", daemon=True)
         self._thread.start()
 

@@ -16,19 +16,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from glasses_agent import frames
 from glasses_agent.edge.events import RuntimeEvent
-from glasses_agent.frames import (
-    AudioChunk,
-    Frame,
-    Perception,
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-    Transcript,
-    Utterance,
-    WakeDetected,
-)
+from glasses_agent.frames import AudioChunk, Frame, Perception, Utterance
 
 __all__ = [
     "SECRET_FIELDS",
@@ -44,9 +34,10 @@ __all__ = [
 
 # Fields of protocol messages that are credentials: never written to a log.
 SECRET_FIELDS: Final = frozenset({"token", "resume", "resume_handle"})
-_KINDS: Final = {SpeechStarted: "speech_started", SpeechPaused: "speech_paused",
-                 SpeechResumed: "speech_resumed", SpeechEnded: "speech_ended",
-                 WakeDetected: "wake", Transcript: "transcript", Utterance: "utterance"}
+_KINDS: Final = {frames.SpeechStarted: "speech_started", frames.SpeechPaused: "speech_paused",
+                 frames.SpeechResumed: "speech_resumed", frames.SpeechEnded: "speech_ended",
+                 frames.WakeDetected: "wake", frames.Transcript: "transcript",
+                 Utterance: "utterance"}
 
 
 def _timestamp(ns: int) -> Any:

@@ -20,18 +20,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Final
 
-from glasses_agent.edge.events import (
-    Answered,
-    AnswerText,
-    BargedIn,
-    Decided,
-    Heard,
-    LedChanged,
-    LinkChanged,
-    RuntimeEvent,
-    StateChanged,
-    TurnTimings,
-)
+from glasses_agent.edge import events
+from glasses_agent.edge.events import RuntimeEvent
 
 __all__ = [
     "AUDIO",
@@ -109,8 +99,9 @@ LOG = Channel("/log", "foxglove.Log",
 LOCATION = Channel("/location", "foxglove.LocationFix",
                    "where the glasses were (the phone link's fix), when given")
 
-_EVENTS: tuple[type[Any], ...] = (StateChanged, LedChanged, LinkChanged, Heard, Decided,
-                                  AnswerText, Answered, BargedIn, TurnTimings)
+_EVENTS: tuple[type[Any], ...] = (
+    events.StateChanged, events.LedChanged, events.LinkChanged, events.Heard, events.Decided,
+    events.AnswerText, events.Answered, events.BargedIn, events.TurnTimings)
 
 
 def _snake(name: str) -> str:
