@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set glasses-agent up on a fresh Debian/Ubuntu machine:
 #   Debian packages (espeak-ng, flite, PortAudio, libsndfile, sox, build tools, Xvfb,
-#   redis-server and haproxy for gateway replicas),
+#   redis-server and haproxy for gateway replicas, Tk and xdotool for the simulator's
+#   window and its test),
 #   a virtual environment in .venv/ with the package and all its extras, at the exact
 #   versions in constraints.lock (refresh them with `bash scripts/lock.sh`).
 # Everything after this works offline: every model ships inside a package or
@@ -24,7 +25,7 @@ quietly() {
 
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential cmake git
               espeak-ng libespeak-ng1 flite libportaudio2 libsndfile1 sox xvfb
-              redis-server haproxy)
+              redis-server haproxy python3-tk xdotool)
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
