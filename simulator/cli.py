@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from glasses_agent.commands._record import add_record_arguments, recording
+from glasses_agent.commands.run_cmd import add_glasses_arguments
 from glasses_agent.config import Config
 from glasses_agent.edge.events import RuntimeEvent
 from glasses_agent.errors import BadInputError, DeviceUnavailableError
@@ -284,32 +285,12 @@ def register(subparsers: Any) -> None:
     view.add_argument("--headless", action="store_true", help="no window (the default for "
                                                                 "--scenario)")
     view.add_argument("--window", action="store_true", help="show a scenario run in the window")
-    parser.add_argument("--camera", metavar="SRC",
-                        help="webcam index, video, image or folder (default: camera.source)")
-    parser.add_argument("--no-camera", action="store_true", help="run without a camera")
-    parser.add_argument("--mic", metavar="SRC",
-                        help="microphone index or name, or an audio file played as the "
-                             "wearer's voice (default: audio.input_device)")
-    parser.add_argument("--audio-out", metavar="PATH",
-                        help="write what is spoken to a WAV file instead of the speakers")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cloud", metavar="URL",
-                       help="the gateway (token from [cloud]); default: one started here with "
-                            "the embedded model")
-    where.add_argument("--offline", action="store_true", help="no cloud: the device only")
-    parser.add_argument("--location", metavar="LAT,LON",
-                        help="where the glasses are (the phone link's fix)")
-    parser.add_argument("--battery", type=float, metavar="PERCENT", help="battery level")
+    add_glasses_arguments(parser)
     parser.add_argument("--ptt", choices=("toggle", "hold"), default="toggle",
                         help="push-to-talk on the space bar: press to start and again to end "
                              "(toggle, the default), or hold it while you speak")
-    parser.add_argument("--follow-up", type=float, default=0.0, metavar="S",
-                        help="after an answer, take speech within S seconds as a question "
-                             "without the wake phrase (default: off)")
     parser.add_argument("--photos", default="glasses-photos", metavar="DIR",
                         help="where the photo key keeps photos (default: ./glasses-photos)")
-    parser.add_argument("--events", metavar="PATH",
-                        help="every runtime event as a JSON line (- for stdout)")
     parser.add_argument("--speak", action="store_true",
                         help="with --scenario: speak the answers on the sound card (if there "
                              "is one), the scenarios paced in real time")

@@ -73,6 +73,10 @@ class NetLink:
     def cut(self) -> None:
         """The network goes away: abort every connection, reset new ones."""
         self.up = False
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Abort every open connection (both ends see a reset); new ones are not affected."""
         self.cuts += 1
         for client, upstream in list(self._pairs):
             client.transport.abort()
@@ -94,6 +98,10 @@ class NetLink:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def _before_forwarding(self) -> None:
+        """Called with each chunk before it is passed on: a subclass may hold it (a test's
+        fault proxy delays or stalls the link here)."""
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -121,6 +129,7 @@ class NetLink:
                     pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
         try:
             while data := await src.read(_BUFFER):
+                await self._before_forwarding()
                 if pair not in self._pairs:
                     return
                 dst.write(data)

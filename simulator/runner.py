@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -302,14 +302,25 @@ class Steps:
         return [f"{label} ({trigger.describe()})" for trigger, _, label in self._pending]
 
 
-@dataclass(slots=True)
 class _Script:
-    """A scenario turned into a microphone and steps, for one run."""
+    """A scenario turned into a microphone and steps, for one run; ``sim`` is the
+    simulation they act on, known once it is built (before any step can run)."""
 
-    mic: ScriptedMic
-    steps: Steps
-    conversation: Conversation
-    sim: list[Simulation] = field(default_factory=list)
+    def __init__(self, mic: ScriptedMic, steps: Steps, conversation: Conversation) -> None:
+        self.mic = mic
+        self.steps = steps
+        self.conversation = conversation
+        self._sim: Simulation | None = None
+
+    @property
+    def sim(self) -> Simulation:
+        if self._sim is None:
+            raise RuntimeError("a scenario step ran before its simulation was built")
+        return self._sim
+
+    @sim.setter
+    def sim(self, sim: Simulation) -> None:
+        self._sim = sim
 
 
 def _script(scenario: Scenario, conversation: Conversation) -> _Script:
@@ -357,7 +368,7 @@ def _pressing(script: _Script, press: Press) -> Callable[[], None]:
         script.conversation.note(f"[{press.button}]")
 
     def go() -> None:
-        sim = script.sim[0]
+        sim = script.sim
         if press.button in ("mute", "unmute", "tap"):
             note()
             sim.press(press.button)
@@ -374,14 +385,14 @@ def _pressing(script: _Script, press: Press) -> Callable[[], None]:
 
     def now() -> None:
         note()
-        script.sim[0].press(press.button)
+        script.sim.press(press.button)
 
     return go
 
 
 def _networking(script: _Script, step: NetworkStep) -> Callable[[], None]:
     def go() -> None:
-        sim = script.sim[0]
+        sim = script.sim
         up = step.action == "restore"
         script.conversation.note("[network restored]" if up else "[network cut]")
         sim.set_network(up)
@@ -443,7 +454,7 @@ async def run_scenario(scenario: Scenario, config: Config, *, cloud: CloudTarget
             watchers=[record, conversation, script.steps, _on_first_look(script.mic.ready),
                       *watchers],
             control=script.mic.control, tap=tap, notice=conversation.note, asr=asr)
-        script.sim.append(sim)
+        script.sim = sim
         if on_simulation is not None:
             on_simulation(sim)
         timed_out = await _run_bounded(sim, scenario.timeout_s)

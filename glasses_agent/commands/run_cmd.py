@@ -23,7 +23,7 @@ from glasses_agent.commands._record import add_record_arguments
 from glasses_agent.config import Config
 from glasses_agent.errors import BadInputError
 
-__all__ = ["parse_location", "register", "run"]
+__all__ = ["add_glasses_arguments", "parse_location", "register", "run"]
 
 
 def parse_location(text: str | None) -> tuple[float, float] | None:
@@ -100,24 +100,21 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise BadInputError(f"cannot write the events file {args.events}: {exc}") from exc
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "run", help="the glasses, running: listen, see, answer and speak (Ctrl-C to stop)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
+def add_glasses_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command that runs the glasses takes (``run`` and ``simulate``): the
+    camera, the microphone, the cloud, where speech and events go, the phone link's fix,
+    the battery, the follow-up window."""
     parser.add_argument("--camera", metavar="SRC",
                         help="webcam index, video, image or folder (default: camera.source)")
     parser.add_argument("--no-camera", action="store_true", help="run without a camera")
     parser.add_argument("--mic", metavar="SRC",
-                        help="microphone index or name, or an audio file (default: "
-                             "audio.input_device)")
+                        help="microphone index or name, or an audio file played as the "
+                             "wearer's voice (default: audio.input_device)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cloud", metavar="URL",
                        help="the gateway (token from [cloud]); default: one started here with "
                             "the embedded model")
     where.add_argument("--offline", action="store_true", help="no cloud: the device only")
-    parser.add_argument("--fast", action="store_true",
-                        help="read a --mic file as fast as possible, not in real time")
     parser.add_argument("--audio-out", metavar="PATH",
                         help="write what is spoken to a WAV file instead of the speakers")
     parser.add_argument("--events", metavar="PATH",
@@ -128,5 +125,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--follow-up", type=float, default=0.0, metavar="S",
                         help="after an answer, take speech within S seconds as a question "
                              "without the wake phrase (default: off)")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help="the glasses, running: listen, see, answer and speak (Ctrl-C to stop)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    add_glasses_arguments(parser)
+    parser.add_argument("--fast", action="store_true",
+                        help="read a --mic file as fast as possible, not in real time")
     add_record_arguments(parser)
     parser.set_defaults(func=run)
