@@ -117,6 +117,37 @@ def _dist_name(requirement: str) -> str:
     return match.group().lower().replace("_", "-").replace(".", "-") if match else ""
 
 
+# -- the HUD picture ---------------------------------------------------------------------------
+def test_the_hud_shows_faces_blurred_as_they_leave_the_glasses() -> None:
+    """A real face (the astronaut photo, found by the glasses' detector) is drawn blurred in
+    the camera view; the same frame with no face found is drawn sharp."""
+    import cv2
+    from support.images import face_detector
+
+    from glasses_agent.frames import Perception
+    from simulator.hud import HudView, render
+
+    image = photo("astronaut")
+    faces = tuple(face[:4] for face in face_detector("haar").detect(image))
+    assert faces
+    x0, y0, x1, y1 = CAMERA_BOX
+    height, width = image.shape[:2]
+    scale = min((x1 - x0) / width, (y1 - y0) / height)
+    ox, oy = ((x1 - x0) - round(width * scale)) // 2, ((y1 - y0) - round(height * scale)) // 2
+    fx0, fy0, fx1, fy1 = (round(v * scale) for v in faces[0])
+    inset = (fx1 - fx0) // 6  # inside the box drawn round the face
+    fx0, fy0, fx1, fy1 = fx0 + inset, fy0 + inset, fx1 - inset, fy1 - inset
+
+    def sharpness(perception: Perception) -> float:
+        picture = render(HudView(led_on=True, perception=perception), image)
+        face = picture[y0 + oy + fy0:y0 + oy + fy1, x0 + ox + fx0:x0 + ox + fx1]
+        return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+    blurred = sharpness(Perception(timestamp_s=0.0, faces=faces))
+    sharp = sharpness(Perception(timestamp_s=0.0))
+    assert blurred < sharp / 4, (blurred, sharp)
+
+
 # -- the window under Xvfb ---------------------------------------------------------------------
 def _need_x() -> None:
     missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
