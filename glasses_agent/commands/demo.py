@@ -7,8 +7,8 @@ privacy mode) runs through the whole edge runtime: speech synthesized in several
 voices, Whisper, the camera's models, the on-device router, the gateway started
 here with the embedded language model. The conversation is printed as it
 happens (and spoken where there is a sound card), then a table; exit 1 if a
-scenario's expectations did not hold. Two to three minutes on 2 cores (140-180 s
-measured on a shared 2-core machine).
+scenario's expectations did not hold. One to three minutes on 2 cores (70-180 s
+measured on a shared 2-core machine, as other work came and went).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     count = len(list(bundled_scenarios().glob("*.toml")))
     sound = not args.silent and has_speakers()
     how = "speaking on the sound card" if sound else "no sound card: shown, not spoken"
-    print(f"glasses-agent demo: {count} bundled scenarios, headless ({how}); two to "
+    print(f"glasses-agent demo: {count} bundled scenarios, headless ({how}); one to "
           "three minutes on 2 cores", file=sys.stderr, flush=True)
     started = time.monotonic()
     code = run_scenarios_cli(BUNDLED, config, cloud_url=None, window=False, sound=sound)
