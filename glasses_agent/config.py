@@ -225,7 +225,7 @@ class GatewayConfig:
     answers_db: str = ""
     # Replicas: Redis holding sessions, answered queries and running answers for all of them
     # ("" = this process alone). redis://[:password@]host:port/db or rediss:// (TLS).
-    redis_url: str = ""
+    redis_url: str = field(default="", metadata=SECRET)  # may hold a password
     # This replica's name in Redis and in logs ("" = host name and process id); a random tag
     # is added, so a replica started again under the same name is a new one.
     replica_id: str = ""

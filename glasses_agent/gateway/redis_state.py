@@ -115,6 +115,15 @@ return 1
 _RENEW = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
+if not owner then
+  -- Ended meanwhile (a renewal sent before the end reached Redis after it): bringing the
+  -- lease back would count the query in flight, and keep it "running", for lease_s more.
+  if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
+  local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)[1]
+  if last and (last[2][1] == 'done' or last[2][1] == 'err' or last[2][1] == 'gone') then
+    return 1
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -327,7 +336,7 @@ class RedisState:
         async with self.redis.pipeline(transaction=False) as pipe:
             for device_id, query_id, session_id in leases:
                 k = self._query_keys(device_id, query_id)
-                await self._renew(keys=[k["lease"], k["busy"]],
+                await self._renew(keys=[k["lease"], k["busy"], k["ans"], k["text"]],
                                   args=[self.owner_value(session_id), self.lease_ms, query_id],
                                   client=pipe)
             replies = await pipe.execute()
