@@ -58,4 +58,5 @@ def recording(args: argparse.Namespace, config: Config, *, command: str,
         if path is not None:
             writer = recorder.writer
             print(f"field log: {path} ({sum(writer.messages.values())} messages, "
-                  f"{writer.bytes_written / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+                  f"{path.stat().st_size / 1e6:.1f} MB compressed from "
+                  f"{writer.bytes_written / 1e6:.1f})", file=sys.stderr, flush=True)
