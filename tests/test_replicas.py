@@ -23,13 +23,14 @@ from support.faultproxy import FaultProxy
 from support.gateway_proc import GatewayProcess
 from support.haproxy_proc import HAProxy, haproxy_available
 from support.net import free_port
-from support.redis_proc import redis_available
+from support.redis_proc import RedisServer, redis_available
 from support.replicas import ReplicaSet
 from support.wire import raw_connect
 
 from glasses_agent.edge.client import EdgeClient, LinkState, Reply
 from glasses_agent.gateway.reasoning import DelayBackend
-from glasses_agent.protocol import QueryRequest
+from glasses_agent.gateway.redis_state import RedisState
+from glasses_agent.protocol import AnswerDone, QueryRequest
 
 needs_redis = pytest.mark.skipif(not redis_available(),
                                  reason="redis-server is not installed (bash scripts/setup.sh)")
@@ -298,6 +299,50 @@ async def test_haproxy_in_front_of_two_replicas_through_a_rolling_restart(
         assert all(opened >= 2 and resumed == opened - 1 for opened, resumed in sessions)
     finally:
         await asyncio.to_thread(balancer.stop)
+
+
+@needs_redis
+def test_a_lease_renewal_that_arrives_after_the_end_brings_nothing_back(tmp_path: Path) -> None:
+    """A replica's renewal pipeline, sent while its answers ran, reaches Redis after they
+    ended (finished, failed, given up): the queries must not count in flight again."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        async def main() -> None:
+            state = RedisState(redis.url, replica_id="r1", lease_s=30.0, resume_ttl_s=60.0,
+                               answer_ttl_s=60.0, timeout_s=2.0)
+            limits = {"max_in_flight": 3, "queries_per_min": 6000.0, "burst": 100}
+            try:
+                for qid in ("done-1", "failed-1", "gone-1"):
+                    assert (await state.claim("glasses-1", qid, "s1", **limits)).outcome == \
+                        "claimed"
+                await state.finish("glasses-1", "done-1", "s1",
+                                   AnswerDone(query_id="done-1", text="an answer"))
+                await state.end("glasses-1", "failed-1", "s1", code="backend_error")
+                await state.end("glasses-1", "gone-1", "s1")
+                late = [("glasses-1", qid, "s1") for qid in ("done-1", "failed-1", "gone-1")]
+                assert await state.renew(late) == [True, True, True]  # not taken over
+                for qid in ("done-1", "failed-1", "gone-1"):
+                    assert (await state.probe("glasses-1", qid))[1] == "", qid  # no owner
+                # All three slots are free: three new queries are taken, a fourth is not.
+                outcomes = [(await state.claim("glasses-1", f"next-{i}", "s1", **limits)).outcome
+                            for i in range(4)]
+                assert outcomes == ["claimed", "claimed", "claimed", "busy"]
+                # A renewal of an answer still running keeps it (and one taken over is lost).
+                assert await state.renew([("glasses-1", "next-0", "s1")]) == [True]
+                other = RedisState(redis.url, replica_id="r2", lease_s=30.0, resume_ttl_s=60.0,
+                                   answer_ttl_s=60.0, timeout_s=2.0)
+                await other.redis.delete(other.key("glasses-1", "lease:next-1"))
+                assert (await other.claim("glasses-1", "next-1", "s2", takeover=True,
+                                          **limits)).outcome == "claimed"
+                assert await state.renew([("glasses-1", "next-1", "s1")]) == [False]
+                await other.aclose()
+            finally:
+                await state.aclose()
+
+        run(main(), timeout_s=30)
+    finally:
+        redis.kill()
 
 
 def _get_json(url: str) -> dict[str, object]:
