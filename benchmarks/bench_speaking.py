@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -248,10 +249,19 @@ def memory(tmp: Path, minutes: float) -> dict[str, Any]:
     at_minute = after_first[0] if after_first else float("nan")
     peak = max(mb for _, mb in samples) if samples else float("nan")
     last = samples[-1][1] if samples else float("nan")
+    # The resting level: each turn's working memory (OCR, the keyframe, Whisper) comes and
+    # goes in a few seconds; what stays is the median of a minute's samples.
+    second_minute = [mb for t, mb in samples if 60 <= t < 120]
+    last_minute = [mb for t, mb in samples if t >= samples[-1][0] - 60] if samples else []
+    rest_start = statistics.median(second_minute) if second_minute else float("nan")
+    rest_end = statistics.median(last_minute) if last_minute else float("nan")
     return {"minutes": minutes, "exit_code": proc.returncode, "peak_rss_mb": round(peak, 1),
             "rss_at_1_min_mb": round(at_minute, 1), "rss_at_end_mb": round(last, 1),
             "growth_after_first_minute_pct": round(100 * (max(after_first) - at_minute)
                                                    / at_minute, 1) if after_first else None,
+            "resting_rss_mb": {"second_minute": rest_start, "last_minute": rest_end},
+            "resting_growth_pct": round(100 * (rest_end - rest_start) / rest_start, 1)
+            if second_minute and last_minute else None,
             "samples": [(round(t), round(mb)) for t, mb in samples[:: max(1, len(samples) // 60)]],
             "stderr_tail": err.strip().splitlines()[-3:]}
 
