@@ -15,8 +15,10 @@ a real-time WAV sink).
   perception, the round trip, the TTS of the first sentence.
 - ``barge_in``: the wearer speaks over a long answer (which reaches the microphone
   through a simulated acoustic path, as from open-ear speakers); ``stop_ms`` is from the
-  true start of their speech to the moment playback is stopped. False barge-ins (before
-  they speak) are counted.
+  true start of their speech to the moment the speaker went silent (held on the first
+  chunk of speech), ``decided_ms`` to the moment the runtime stopped the answer for good.
+  False barge-ins (before they speak) are counted, and ``holds_released``: single chunks
+  that held the speaker and were not followed by speech (each a gap of about 32 ms).
 - ``memory`` (``--rss-minutes N``, 10 for the issue's figure): ``glasses-agent run`` as a
   user runs it (every model loaded: the embedded language model in the in-process
   gateway, Whisper, VAD, Smart Turn, recognition, OCR, faces, barcodes) on a changing
@@ -193,6 +195,7 @@ def barge_ins(tmp: Path, n: int, ttft_s: float) -> dict[str, Any]:
     # barge-in with no speech of theirs just before it is false (our own voice, or noise).
     starts = [runtime.hearing.to_wall_s(start) for start, _ in spans]
     stops: list[float] = []
+    decided: list[float] = []  # when the runtime stopped the answer (cancelled the reply)
     false: list[dict[str, Any]] = []
     for barge in (e for e in events if isinstance(e, BargedIn)):
         before = [s for s in starts if s <= barge.timestamp_s + 0.05]
@@ -200,9 +203,12 @@ def barge_ins(tmp: Path, n: int, ttft_s: float) -> dict[str, Any]:
             at_s = barge.speech_start_s - runtime.hearing.to_wall_s(0.0)
             false.append({"at_audio_s": round(at_s, 2), "heard_chars": barge.heard_chars})
             continue
-        stops.append((barge.timestamp_s - before[-1]) * 1000)
+        silenced_s = barge.speech_start_s + barge.stop_ms / 1000  # held on its first chunk
+        stops.append((silenced_s - before[-1]) * 1000)
+        decided.append((barge.timestamp_s - before[-1]) * 1000)
     return {"interjections": n, "barge_ins": len(stops), "false_barge_ins": len(false),
-            "false": false, "stop_ms": summary(stops), "echo_gain": 0.3,
+            "false": false, "stop_ms": summary(stops), "decided_ms": summary(decided),
+            "holds_released": runtime.hearing.holds_released, "echo_gain": 0.3,
             "interjection_starts_audio_s": [round(s, 2) for s, _ in spans[1::2]]}
 
 

@@ -100,6 +100,57 @@ def test_the_first_sentence_plays_while_the_rest_streams_and_a_stop_says_what_wa
     assert abs(len(written) / rate - (at_s - 0.05)) < 0.02  # the file holds what was heard
 
 
+def test_a_held_sink_is_silent_and_plays_on_from_where_it_was_held(tmp_path: Path) -> None:
+    rate = 16_000
+    answer = np.sin(np.arange(rate) * 0.05).astype(np.float32)  # 1 s
+    sink = WavFileSink(tmp_path / "held.wav", rate, realtime=True)
+    sink.play(answer, 0.0)
+    sink.hold(0.4)  # a chunk of speech, maybe the wearer's
+    assert sink.played(0.9) == int(0.4 * rate)  # nothing plays while held
+    assert not sink.reference(0.5, 1600, rate).any()  # the echo canceller expects silence
+    sink.release(1.0)  # it was a cough: the answer plays on from where it was
+    assert sink.busy(1.5) and sink.played(1.5) == int(0.9 * rate)
+    assert np.allclose(sink.reference(1.0, 1600, rate), answer[int(0.4 * rate):][:1600],
+                       atol=1e-3)
+    sink.close(2.0)
+    written, _ = soundfile.read(tmp_path / "held.wav", dtype="float32")
+    assert len(written) == rate  # nothing lost, nothing twice
+    assert np.allclose(written, answer, atol=1e-4)
+
+
+def test_speech_over_the_answer_holds_it_at_once_and_a_cough_does_not_kill_it(
+        tmp_path: Path) -> None:
+    from glasses_agent.clock import ManualClock
+    from glasses_agent.edge.hearing import HearingThread
+    from glasses_agent.stages import Pipeline
+
+    rate, chunk = 16_000, 0.032
+    clock = ManualClock()
+    sink = WavFileSink(None, rate, realtime=True)
+    barges: list[tuple[float, float]] = []
+    hearing = HearingThread([], Pipeline([]), clock=clock, on_frame=lambda heard: None,
+                            on_barge_in=lambda start, silenced: barges.append((start, silenced)),
+                            sink=sink, fast=True)
+    sink.play(np.full(3 * rate, 0.1, dtype=np.float32), 0.0)
+    hearing.speaking.set()
+
+    def chunks(probabilities: list[float], at_s: float) -> None:
+        for i, probability in enumerate(probabilities):
+            clock.set(at_s + (i + 1) * chunk)  # a chunk is seen once it has all come in
+            hearing._watch(at_s + i * chunk, probability)
+
+    chunks([0.1, 0.9], 0.5)  # a cough: one chunk of "speech" holds the answer ...
+    held_at = clock.now_s()
+    chunks([0.2], held_at)  # ... and the next, not speech, lets it play on
+    assert barges == [] and hearing.holds_released == 1
+    assert sink.played(held_at + chunk + 0.5) == pytest.approx((held_at + 0.5) * rate, abs=2)
+    chunks([0.8, 0.9, 0.95], 1.5)  # the wearer speaks: silent after one chunk, stopped after two
+    assert barges == [(1.5, 1.5 + chunk)]
+    # Silent since the first chunk of speech (the runtime stops it for good): the wearer
+    # heard 1.5 s of answer, the cough's gap of one chunk shifting it.
+    assert sink.played(5.0) == sink.played(1.6) == pytest.approx(1.5 * rate, abs=2)
+
+
 def test_a_file_sink_without_realtime_writes_everything_at_once(tmp_path: Path) -> None:
     tts = EspeakTts()
     sink = WavFileSink(tmp_path / "all.wav", tts.sample_rate_hz, realtime=False)

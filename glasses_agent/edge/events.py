@@ -133,8 +133,9 @@ class Answered:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BargedIn:
-    """The wearer spoke over the answer: playback stopped ``stop_ms`` after their speech
-    began (true start, from the VAD), having played ``heard_chars`` characters."""
+    """The wearer spoke over the answer: playback went silent ``stop_ms`` after their
+    speech began (its start from the VAD; silent from the hold on its first chunk),
+    having played ``heard_chars`` characters."""
 
     timestamp_s: float
     query_id: str

@@ -14,7 +14,10 @@ so that a cough or a click does not kill the answer) that stands
 leave (its near-end score, see ``speech/echo.py``) is a barge-in, reported at
 once through ``on_barge_in`` with the speech's true start, without waiting for
 the endpointer, and the wake gate is armed so that what the wearer says is
-taken as the next question.
+taken as the next question. The first chunk that counts as speech already holds
+the speaker (``AudioSink.hold``, from this thread: no hop through the event loop),
+so the sound stops one chunk after the speech is heard; when the next chunk is not
+speech (a cough, a click) it plays on from where it was held.
 
 Time inside the listener is the audio's own (each chunk's end), so a file gives
 the same turns however fast it is read; ``to_wall_s`` maps it to the runtime
@@ -117,10 +120,12 @@ class BargeInWatch:
         self.near_end_db = near_end_db
         self._voiced_since: float | None = None
         self.fired = False
+        self.voiced = False  # the last chunk counted as the wearer's speech
 
     def reset(self) -> None:
         self._voiced_since = None
         self.fired = False
+        self.voiced = False
 
     def _near_end(self, start_s: float) -> bool:
         if self.echo is None:
@@ -129,7 +134,8 @@ class BargeInWatch:
         return score is None or score >= self.near_end_db
 
     def update(self, start_s: float, probability: float) -> float | None:
-        if probability < self.threshold or not self._near_end(start_s):
+        self.voiced = probability >= self.threshold and self._near_end(start_s)
+        if not self.voiced:
             self._voiced_since = None
             return None
         if self._voiced_since is None:
@@ -161,7 +167,7 @@ class HearingThread:
         *,
         clock: Clock,
         on_frame: Callable[[Heard], None],
-        on_barge_in: Callable[[float], None],
+        on_barge_in: Callable[[float, float], None],
         sink: AudioSink | None = None,
         fast: bool = False,
         live: bool = False,
@@ -204,6 +210,8 @@ class HearingThread:
                                      near_end_db=barge_in_near_end_db)
         self.pipeline = Pipeline(stages)
         self._thread = threading.Thread(target=self._run, name="hearing", daemon=True)
+        self._held_s: float | None = None  # the speaker held since (runtime clock)
+        self.holds_released = 0  # held for a chunk that was not followed by speech
 
     def to_wall_s(self, audio_s: float) -> float:
         """Audio time -> runtime clock (a live microphone's audio time is the clock's)."""
@@ -303,14 +311,35 @@ class HearingThread:
             self.tap.vad(start_s, probability)
         if not self.speaking.is_set():
             self.barge_in.reset()
+            self._release()
             return
         began_s = self.barge_in.update(start_s, probability)
+        if self._held_s is None:
+            if self.barge_in.voiced and not self.barge_in.fired:
+                self._hold()
+        elif not self.barge_in.voiced:
+            self._release()  # the next chunk is not speech: a cough, a click
         if began_s is not None:
             if self._gate is not None:
                 self._gate.arm(start_s + self.follow_up_s)  # what they say is for us
                 if self.tap is not None:
                     self.tap.hearing_control("armed", start_s, start_s + self.follow_up_s)
-            self.on_barge_in(self.to_wall_s(began_s))
+            silenced_s = self._held_s if self._held_s is not None else self.clock.now_s()
+            self._held_s = None  # the runtime stops what is held
+            self.on_barge_in(self.to_wall_s(began_s), silenced_s)
+
+    def _hold(self) -> None:
+        """Speech over the answer, maybe: silence the speaker until the rule decides."""
+        if self.sink is not None:
+            self._held_s = self.clock.now_s()
+            self.sink.hold(self._held_s)
+
+    def _release(self) -> None:
+        """It was not the wearer's speech after all: the answer plays on."""
+        if self._held_s is not None and self.sink is not None:
+            self._held_s = None
+            self.holds_released += 1
+            self.sink.release(self.clock.now_s())
 
     def arm_follow_up(self, until_audio_s: float) -> None:
         """Take the next utterance before ``until_audio_s`` as a question (a follow-up)."""

@@ -185,8 +185,8 @@ class Runtime:
     def _from_thread(self, heard: HeardFrame) -> None:
         self._post(heard)
 
-    def _barge_signal(self, speech_start_s: float) -> None:
-        self._post(("barge_in", speech_start_s))
+    def _barge_signal(self, speech_start_s: float, silenced_s: float) -> None:
+        self._post(("barge_in", (speech_start_s, silenced_s)))
 
     def press(self, button: str = "tap") -> None:
         """A temple tap (push-to-talk), a photo, the privacy switch: from any thread."""
@@ -299,7 +299,8 @@ class Runtime:
         elif isinstance(item, tuple):
             kind, value = item
             if kind == "barge_in":
-                self._barge_in(float(value))
+                speech_start_s, silenced_s = value
+                self._barge_in(float(speech_start_s), float(silenced_s))
             elif kind == "button":
                 self._button(str(value))
             elif kind == "call" and callable(value):
@@ -372,11 +373,13 @@ class Runtime:
         self.eyes.set_privacy(on)
         self._emit(LedChanged(timestamp_s=self.clock.now_s(), on=self.eyes.led_on))
 
-    def _barge_in(self, speech_start_s: float) -> None:
-        """The wearer spoke over the answer (or between two of its sentences)."""
+    def _barge_in(self, speech_start_s: float, silenced_s: float) -> None:
+        """The wearer spoke over the answer (or between two of its sentences); the hearing
+        thread has held the speaker since ``silenced_s``."""
         now = self.clock.now_s()
         if not self.speaker.speaking(now) and (self._turn is None
                                                or self.speaker.first_audio_s is None):
+            self.speaker.sink.release(now)  # nothing of ours to stop
             return
         heard = self.speaker.stop(now)
         self.hearing.speaking.clear()
@@ -388,7 +391,8 @@ class Runtime:
             if turn.reply is not None:
                 turn.reply.cancel(heard)  # tells the cloud what was heard
         self._emit(BargedIn(timestamp_s=now, query_id=query_id, speech_start_s=speech_start_s,
-                            heard_chars=heard, stop_ms=round((now - speech_start_s) * 1000, 1)))
+                            heard_chars=heard,
+                            stop_ms=round((min(now, silenced_s) - speech_start_s) * 1000, 1)))
         self._set_state(AssistantState.LISTENING)
 
     # --- one turn ---------------------------------------------------------------------------

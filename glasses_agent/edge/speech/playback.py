@@ -2,9 +2,12 @@
 
 A sink takes PCM (``play``) and tells, at any moment, how many samples have come
 out of the speaker (``played``): that is what a barge-in reports as heard.
-``stop`` drops what is not played yet (barge-in) and returns at once. The
-sink also remembers what it played and when (``reference``), so the echo
-canceller can take the assistant's own voice out of the microphone.
+``stop`` drops what is not played yet (barge-in) and returns at once. ``hold``
+silences the speaker at once and keeps what is not played yet; ``release`` plays it
+on from where it was held (the first voiced chunk over an answer holds it, before
+the barge-in rule has heard enough speech to stop it; a cough is a short gap, not a
+lost answer). The sink also remembers what it played and when (``reference``), so
+the echo canceller can take the assistant's own voice out of the microphone.
 
 - ``SoundDeviceSink``: a sound card through sounddevice (PortAudio), in 20 ms
   blocks, so a stop takes effect within one block. No sound card is one clear
@@ -56,6 +59,15 @@ class AudioSink(Protocol):
 
     def stop(self, now_s: float) -> int:
         """Barge-in: drop what is not played yet; the samples played so far."""
+        ...
+
+    def hold(self, now_s: float) -> None:
+        """Silence the speaker now, keeping what is not played yet (``release`` or
+        ``stop`` next). From any thread."""
+        ...
+
+    def release(self, now_s: float) -> None:
+        """Play on what ``hold`` kept, from now. From any thread."""
         ...
 
     def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
@@ -145,12 +157,22 @@ class WavFileSink:
         self._written = 0  # samples written to the file (= heard, once time has passed)
         self._end_s = -1e18  # when the queued audio ends
         self._history = _History(sample_rate_hz)
+        self._held_s: float | None = None  # silenced (``hold``) since
+        self._lock = threading.RLock()  # the hearing thread holds and releases
 
     def play(self, samples: FloatArray, now_s: float) -> None:
         samples = np.asarray(samples, dtype=np.float32)
         if not len(samples):
             return
+        with self._lock:
+            self._play(samples, now_s)
+
+    def _play(self, samples: FloatArray, now_s: float) -> None:
         self._advance(now_s)
+        if self._held_s is not None and self.realtime:
+            self._segments.append((max(now_s, self._end_s), samples))  # timed on release
+            self._queued += len(samples)
+            return
         start_s = max(now_s, self._end_s)
         self._end_s = start_s + len(samples) / self.sample_rate_hz
         self._queued += len(samples)
@@ -166,7 +188,9 @@ class WavFileSink:
         self._written += len(samples)
 
     def _advance(self, now_s: float) -> None:
-        """Write what has been played by ``now_s``."""
+        """Write what has been played by ``now_s`` (nothing plays while held)."""
+        if self._held_s is not None:
+            now_s = min(now_s, self._held_s)
         while self._segments:
             start_s, samples = self._segments[0]
             done = int((now_s - start_s) * self.sample_rate_hz)
@@ -181,33 +205,58 @@ class WavFileSink:
                 return
 
     def played(self, now_s: float) -> int:
-        self._advance(now_s)
-        return self._written
+        with self._lock:
+            self._advance(now_s)
+            return self._written
 
     def queued(self) -> int:
         return self._queued
 
     def busy(self, now_s: float) -> bool:
-        self._advance(now_s)
-        return bool(self._segments)
+        with self._lock:
+            self._advance(now_s)
+            return bool(self._segments)
 
     def stop(self, now_s: float) -> int:
-        self._advance(now_s)
-        self._segments.clear()
-        self._history.cut(now_s)
-        self._queued = self._written
-        self._end_s = now_s
-        return self._written
+        with self._lock:
+            self._advance(now_s)
+            self._segments.clear()
+            self._history.cut(min(now_s, self._held_s) if self._held_s is not None else now_s)
+            self._held_s = None
+            self._queued = self._written
+            self._end_s = now_s
+            return self._written
+
+    def hold(self, now_s: float) -> None:
+        with self._lock:
+            if self._held_s is not None or not self.realtime:
+                return  # not realtime: everything is written already
+            self._advance(now_s)
+            self._held_s = now_s
+            self._history.cut(now_s)
+
+    def release(self, now_s: float) -> None:
+        with self._lock:
+            held_s, self._held_s = self._held_s, None
+            if held_s is None:
+                return
+            self._end_s = now_s  # what was kept plays on from now, piece after piece
+            kept, self._segments = list(self._segments), collections.deque()
+            for _, samples in kept:
+                self._segments.append((self._end_s, samples))
+                self._history.add(self._end_s, samples, now_s)
+                self._end_s += len(samples) / self.sample_rate_hz
 
     def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
         return self._history.window(start_s, samples, rate_hz)
 
     def close(self, now_s: float) -> None:
         """Write what has been played by ``now_s`` (a realtime sink drops the rest)."""
-        self._advance(now_s)
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            self._advance(now_s)
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class SilentSink(WavFileSink):
@@ -242,6 +291,7 @@ class SoundDeviceSink:
         self._pending: collections.deque[FloatArray] = collections.deque()
         self._queued = 0
         self._handed = 0
+        self._held = False
         self._history = _History(sample_rate_hz)
         chosen = _output_device(sounddevice, device)
         try:
@@ -260,7 +310,7 @@ class SoundDeviceSink:
     def _callback(self, out: Any, frames: int, time_info: Any, status: Any) -> None:
         filled = 0
         with self._lock:
-            while filled < frames and self._pending:
+            while filled < frames and self._pending and not self._held:
                 head = self._pending[0]
                 take = min(frames - filled, len(head))
                 out[filled:filled + take, 0] = head[:take]
@@ -296,8 +346,29 @@ class SoundDeviceSink:
         with self._lock:
             self._pending.clear()
             self._queued = self._handed
-        self._history.cut(now_s + self.latency_s)
+            held, self._held = self._held, False
+        if not held:
+            self._history.cut(now_s + self.latency_s)
         return self.played(now_s)
+
+    def hold(self, now_s: float) -> None:
+        """The next block is silence (within a block and the output latency)."""
+        with self._lock:
+            if self._held:
+                return
+            self._held = True
+        self._history.cut(now_s + self.latency_s)
+
+    def release(self, now_s: float) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+            kept = list(self._pending)
+        start_s = now_s + self.latency_s
+        for samples in kept:
+            self._history.add(start_s, samples, now_s)
+            start_s += len(samples) / self.sample_rate_hz
 
     def reference(self, start_s: float, samples: int, rate_hz: int) -> FloatArray:
         return self._history.window(start_s, samples, rate_hz)
