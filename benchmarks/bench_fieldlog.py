@@ -10,7 +10,7 @@ session, the recorder's extra CPU as a share of one core and as a ratio to the b
 and the log's size per minute. Start-up (loading the models) is in every run alike, so
 the differences are the recorder's.
 
-    .venv/bin/python benchmarks/bench_fieldlog.py [--minutes 1] [--repeats 1]
+    .venv/bin/python benchmarks/bench_fieldlog.py [--minutes 1] [--repeats 1] [--modes ...]
 """
 
 from __future__ import annotations
@@ -70,6 +70,20 @@ def session_media(tmp: Path, minutes: float) -> tuple[Path, Path]:
     return video, mic
 
 
+def camera_frames(log: Path) -> int:
+    """How many camera frames the log kept (0: no log)."""
+    if not log.exists():
+        return 0
+    from mcap.reader import make_reader
+
+    with log.open("rb") as f:
+        summary = make_reader(f).get_summary()
+    assert summary is not None and summary.statistics is not None
+    counts = summary.statistics.channel_message_counts
+    return sum(counts.get(cid, 0) for cid, channel in summary.channels.items()
+               if channel.topic == "/camera/image")
+
+
 def run_once(tmp: Path, video: Path, mic: Path, mode: str, n: int) -> dict[str, Any]:
     log = tmp / f"{mode}-{n}.mcap"
     settings, flags = MODES[mode]
@@ -91,6 +105,7 @@ def run_once(tmp: Path, video: Path, mic: Path, mode: str, n: int) -> dict[str, 
                          f"{err.strip().splitlines()[-3:]}")
     return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": time.monotonic() - started,
             "log_mb": log.stat().st_size / 1e6 if log.exists() else 0.0,
+            "camera_frames": camera_frames(log),
             "note": next((line for line in err.splitlines() if "field log:" in line), "")}
 
 
@@ -98,24 +113,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=1.0, help="session length")
     parser.add_argument("--repeats", type=int, default=1, help="runs per mode (interleaved)")
+    parser.add_argument("--modes", nargs="+", choices=[m for m in MODES if m != "off"],
+                        default=[m for m in MODES if m != "off"],
+                        help="the recorded modes to run (the unrecorded baseline always runs)")
     args = parser.parse_args()
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ["off", *args.modes]}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-fieldlog-") as name:
         tmp = Path(name)
         video, mic = session_media(tmp, args.minutes)
         session_s = (mic.stat().st_size - 44) / 2 / 16_000
         for n in range(args.repeats):
-            for mode in MODES:
+            for mode in runs:
                 runs[mode].append(run_once(tmp, video, mic, mode, n))
     minutes = session_s / 60
     base = float(np.median([r["cpu_s"] for r in runs["off"]]))
     result: dict[str, Any] = {
         "cpu": cpu_features().as_dict(), "flags": cpu_flags(), "machine": platform.machine(),
         "cores": os.cpu_count(), "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
         "session_minutes": round(minutes, 2), "repeats": args.repeats,
         "baseline_cpu_s_per_min": round(base / minutes, 2)}
-    for mode in (m for m in MODES if m != "off"):
+    for mode in args.modes:
         cpu = float(np.median([r["cpu_s"] for r in runs[mode]]))
         result[mode] = {
             "cpu_s_per_min": round(cpu / minutes, 2),
@@ -124,6 +143,8 @@ def main() -> None:
             "cpu_ratio_to_baseline": round(cpu / base, 3),
             "log_mb_per_min": round(float(np.median([r["log_mb"] for r in runs[mode]]))
                                     / minutes, 2),
+            "camera_frames_per_min": round(float(np.median(
+                [r["camera_frames"] for r in runs[mode]])) / minutes, 1),
             "note": runs[mode][-1]["note"]}
     result["runs"] = {mode: [{k: round(v, 2) if isinstance(v, float) else v
                               for k, v in r.items() if k != "note"} for r in rs]
