@@ -308,7 +308,7 @@ class MemoryConfig:
 class FieldLogConfig:
     # Field logs (--record PATH, docs/field-logs.md). Camera frames kept per second (JPEG),
     # besides every frame perception ran on (replay needs those); 0 = only those.
-    camera_fps: float = 1.0
+    camera_fps: float = 0.2
     jpeg_quality: int = 80
     # Blur faces in kept frames (the edge's redactor, checked by a second detector).
     # false: the tester opts out (a log of their own, say).
