@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from support.speech import compose, speak, write_wav
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
 from glasses_agent.edge.events import AssistantState, BargedIn, Heard, RuntimeEvent, StateChanged
-from glasses_agent.edge.runtime import RuntimeOptions, TurnResult
+from glasses_agent.edge.runtime import Runtime, RuntimeOptions, TurnResult
 from glasses_agent.gateway.backends.local import LocalBackend
 from glasses_agent.gateway.reasoning import ReasoningRequest
 
@@ -64,10 +64,13 @@ def image_file(tmp_path: Path, image: np.ndarray, name: str = "view.jpg") -> Pat
 
 async def run_glasses(config: Config, inputs: Inputs, *, cloud: CloudTarget | None,
                       options: RuntimeOptions | None = None, follow_up: bool = True,
+                      watch: Callable[[Runtime], None] | None = None,
                       ) -> tuple[list[TurnResult], list[RuntimeEvent]]:
     events: list[RuntimeEvent] = []
     runtime = build_runtime(config, inputs, cloud=cloud, options=options,
                             on_event=events.append, notice=lambda text: None)
+    if watch is not None:
+        watch(runtime)
     if follow_up:
         runtime.hearing.arm_follow_up(float("inf"))  # every utterance is a question
     results = await runtime.run()
@@ -132,6 +135,56 @@ def test_an_open_question_goes_to_the_cloud_with_a_blurred_keyframe(tmp_path: Pa
     assert request.facts.people_in_view >= 1 and request.facts.intent == "other"
     timings = turn.timings
     assert timings is not None and 0 < timings.first_token_ms <= timings.total_ms
+
+
+def test_the_wake_phrase_starts_the_look_and_the_frame_seen_is_the_one_sent(
+        tmp_path: Path) -> None:
+    # Perception and the keyframe's blur take most of a second on 2 cores: they are made
+    # while the wearer is still asking, once, of one frame, and the answer uses both.
+    view = image_file(tmp_path, photo("astronaut"))
+    mic = question_wav(tmp_path, 0.5, "Hey glasses, what is the person in this picture "
+                       "wearing?", 1.5)
+    config = config_for(tmp_path)
+    looks: list[Any] = []
+    made: list[bytes] = []
+
+    def watch(runtime: Runtime) -> None:
+        eyes = runtime.eyes
+        assert eyes is not None
+        look_now, redact = eyes.look_now, eyes.redactor.outgoing_jpeg
+
+        def counted_look() -> Any:
+            looks.append(look_now())
+            return looks[-1]
+
+        def counted_redact(*args: Any, **kwargs: Any) -> Any:
+            out = redact(*args, **kwargs)
+            made.append(out.jpeg)
+            return out
+
+        eyes.look_now = counted_look  # type: ignore[method-assign]
+        eyes.redactor.outgoing_jpeg = counted_redact  # type: ignore[method-assign]
+
+    async def main() -> tuple[list[TurnResult], list[ReasoningRequest]]:
+        backend = RecordingLocal(config.local_llm)
+        backend.requests = []
+        async with running_gateway(backend, backend_slots=1) as gateway:
+            results, _ = await run_glasses(
+                config, Inputs(camera=str(view), mic=str(mic), silent=True),
+                cloud=CloudTarget(url=gateway.url, token="tok-1"), follow_up=False,
+                watch=watch)
+        return results, backend.requests
+
+    results, requests = run(main())
+    [turn] = results
+    assert turn.decided is not None and turn.decided.kind == "escalate"
+    [seen] = looks  # one look, at the wake phrase
+    assert seen is not None
+    _, frame = seen
+    assert turn.heard.start_s - 0.5 <= frame.timestamp_s <= turn.heard.end_s  # while asking
+    [request] = requests
+    assert len(made) == 1 and list(request.images_jpeg) == made  # that frame's JPEG, made once
+    assert request.facts.people_in_view >= 1
 
 
 def test_a_cloud_that_cannot_be_reached_gets_the_device_fallback_in_time(tmp_path: Path) -> None:

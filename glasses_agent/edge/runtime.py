@@ -68,7 +68,16 @@ from glasses_agent.edge.router import (
 from glasses_agent.edge.seeing import Eyes
 from glasses_agent.edge.speech.speaker import Speaker
 from glasses_agent.edge.speech.wake import strip_wake_phrase
-from glasses_agent.frames import AudioChunk, LinkState, Perception, Query, SpeechStarted, Transcript
+from glasses_agent.frames import (
+    AudioChunk,
+    LinkState,
+    Perception,
+    Query,
+    SpeechStarted,
+    Transcript,
+    VideoFrame,
+    WakeDetected,
+)
 from glasses_agent.stages import Pipeline
 
 __all__ = ["Runtime", "RuntimeOptions", "TurnResult", "question_of"]
@@ -77,6 +86,9 @@ logger = logging.getLogger("glasses_agent.runtime")
 
 # How often the runtime looks whether the answer is still playing, s.
 _PLAYBACK_POLL_S = 0.02
+# The look at the wake phrase serves the question when its frame is from at most this long
+# before the question's speech began (what the wearer looked at as they started asking).
+LOOK_BEFORE_SPEECH_S = 0.5
 
 
 def question_of(text: str, config: Config) -> str:
@@ -117,6 +129,9 @@ class _Prepared:
 
     index: int
     task: asyncio.Future[bytes | None]
+    # Made by the look at the wake phrase, of the frame the perception describes: it is
+    # the keyframe sent, whichever recent frame the router would have picked.
+    early: bool = False
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -171,6 +186,8 @@ class Runtime:
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._turn: _Turn | None = None
         self._turn_task: asyncio.Task[None] | None = None
+        # The look taken when the wake phrase was heard (``Eyes.look_now``).
+        self._look: asyncio.Future[tuple[Perception, VideoFrame] | None] | None = None
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._stopping = False
@@ -320,6 +337,8 @@ class Runtime:
         if isinstance(frame, SpeechStarted) and self.state is not AssistantState.SPEAKING:
             if self._turn is None:
                 self._set_state(AssistantState.LISTENING)
+        elif isinstance(frame, WakeDetected):
+            self._look_ahead()
         elif isinstance(frame, Transcript):
             if self.options.fast:
                 await self._answer(frame, item)  # in order, one after another
@@ -429,22 +448,57 @@ class Runtime:
         return (skill is not None and (skill.needs_camera or skill.wants_view)) \
             or is_visual(question)
 
-    async def _perception_for(self, question: str) -> Perception | None:
-        """A fresh perception when the question is about what is in view (perceived now if
-        the last is too old); else the last one, without waiting ("what time is it")."""
+    def _look_ahead(self) -> None:
+        """The wake phrase: perceive the newest frame and make its outgoing JPEG while the
+        wearer is still asking (perception and the faces' blur and check take most of a
+        second on 2 cores; a question, a second or two)."""
+        if self.eyes is None or (self._look is not None and not self._look.done()):
+            return
+        self._look = asyncio.ensure_future(asyncio.to_thread(self.eyes.look_now))
+        self._look.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _looked_since(self, since_s: float) -> tuple[Perception, VideoFrame] | None:
+        """The look ahead, when it saw a frame from ``since_s`` on (waiting for it if it is
+        still running), else None."""
+        look, self._look = self._look, None
+        if look is None or self.eyes is None:
+            return None
+        try:
+            seen = await look
+        except Exception:  # a failed look: perceive as without one
+            logger.exception("the look at the wake phrase failed")
+            return None
+        if seen is None or seen[1].timestamp_s < since_s or self.eyes.privacy.on:
+            return None
+        return seen
+
+    async def _perception_for(self, question: str, looked: tuple[Perception, VideoFrame] | None
+                              ) -> Perception | None:
+        """A fresh perception when the question is about what is in view (the look at the
+        wake phrase, else perceived now if the last is too old); else the last one,
+        without waiting ("what time is it")."""
         if self.eyes is None:
             return None
         if self._about_the_view(question):
+            if looked is not None:
+                return looked[0]
             return await asyncio.to_thread(self.eyes.perception_for, self.clock.now_s())
         latest = self.eyes.latest()
         return latest[0] if latest is not None else None
 
-    def _prepare_keyframe(self, question: str) -> _Prepared | None:
-        """For a question about the view, start making the newest frame's outgoing JPEG
-        (faces blurred and checked: a few hundred ms) while perception runs; the router
-        usually picks that very frame."""
+    def _prepare_keyframe(self, question: str, looked: tuple[Perception, VideoFrame] | None
+                          ) -> _Prepared | None:
+        """For a question about the view, the outgoing JPEG of the frame the look at the
+        wake phrase saw (made already); else start making the newest frame's (faces
+        blurred and checked: a few hundred ms) while perception runs: the router usually
+        picks that very frame."""
         if self.eyes is None or not self._about_the_view(question):
             return None
+        if looked is not None:
+            task = asyncio.ensure_future(asyncio.to_thread(self.eyes.outgoing_jpeg,
+                                                           looked[1].index))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return _Prepared(index=looked[1].index, task=task, early=True)
         index = self.eyes.newest_index()
         if index is None:
             return None
@@ -454,8 +508,9 @@ class Runtime:
 
     async def _route_and_answer(self, turn: _Turn, question: str, *, asr_s: float
                                 ) -> TurnResult:
-        prepared = self._prepare_keyframe(question)
-        perception = await self._perception_for(question)
+        looked = await self._looked_since(turn.heard.start_s - LOOK_BEFORE_SPEECH_S)
+        prepared = self._prepare_keyframe(question, looked)
+        perception = await self._perception_for(question, looked)
         perceived_s = self.clock.now_s()
         query = Query(query_id=turn.query_id, text=question, timestamp_s=perceived_s,
                       perception=perception)
@@ -511,7 +566,8 @@ class Runtime:
         if self.eyes is None or decision.keyframe is None or decision.keyframe.index < 0:
             return decision.keyframe.jpeg if decision.keyframe is not None else None
         try:
-            if prepared is not None and prepared.index == decision.keyframe.index:
+            if prepared is not None and (prepared.early
+                                         or prepared.index == decision.keyframe.index):
                 jpeg = await prepared.task
             else:
                 jpeg = await asyncio.to_thread(self.eyes.outgoing_jpeg, decision.keyframe.index)

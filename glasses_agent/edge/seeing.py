@@ -4,9 +4,11 @@ keyframe that may leave the glasses.
 ``Eyes`` runs a ``CameraCapture`` (latest frame wins) and a ``PerceptionLoop``
 at ``perceive_every_s``, so a question finds a recent ``Perception`` waiting;
 ``perception_for(now_s)`` perceives the newest frame at once when the last result
-is older than ``fresh_s``. Candidate keyframes are the capture's recent frames,
-described to the router cheaply (time, sharpness); only the one the router
-picks is blurred and encoded (``outgoing_jpeg``: faces blurred, checked by a
+is older than ``fresh_s``. ``look_now()`` perceives the newest frame and makes its
+outgoing JPEG ahead of the question (the runtime calls it when the wake phrase is
+heard: while the wearer is still asking, both are made). Candidate keyframes are
+the capture's recent frames, described to the router cheaply (time, sharpness);
+only the one the router picks is blurred and encoded (``outgoing_jpeg``: faces blurred, checked by a
 second detector; refused while the privacy switch is on).
 
 The capture LED is on exactly while the capture runs, which is when a frame can
@@ -23,7 +25,7 @@ from glasses_agent.clock import Clock
 from glasses_agent.edge.events import Tap
 from glasses_agent.edge.perception.keyframe import sharpness
 from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop
-from glasses_agent.edge.perception.privacy import FaceRedactor
+from glasses_agent.edge.perception.privacy import FaceRedactor, PrivacyOnError
 from glasses_agent.edge.router import Keyframe
 from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
 from glasses_agent.frames import Perception, VideoFrame
@@ -55,6 +57,7 @@ class Eyes:
         self.tap = tap
         self._lock = threading.Lock()
         self._latest: tuple[Perception, VideoFrame] | None = None
+        self._ready: tuple[int, bytes] | None = None  # look_now's frame and its JPEG
         self.loop = PerceptionLoop(capture, perceiver, clock=clock,
                                    on_perception=self._perceived,
                                    min_interval_s=perceive_every_s)
@@ -82,6 +85,7 @@ class Eyes:
         if on:
             with self._lock:
                 self._latest = None
+                self._ready = None
 
     def _perceived(self, perception: Perception, frame: VideoFrame) -> None:
         with self._lock:
@@ -112,6 +116,26 @@ class Eyes:
         self._perceived(perception, frame)
         return perception
 
+    def look_now(self) -> tuple[Perception, VideoFrame] | None:
+        """Perceive the newest frame now and make its outgoing JPEG (blocking: run it off
+        the event loop); ``outgoing_jpeg`` of that frame then returns at once. None in
+        privacy mode or with no frame."""
+        if self.privacy.on:
+            return None
+        frame = self.capture.latest(timeout_s=0.5)
+        if frame is None or self.privacy.on:
+            return None
+        perception = self.perceiver.perceive(frame)
+        self._perceived(perception, frame)
+        try:  # perception's face boxes save the primary detection; the check runs anyway
+            jpeg = self.redactor.outgoing_jpeg(frame.image_bgr, faces=perception.faces).jpeg
+        except PrivacyOnError:
+            return None
+        with self._lock:
+            if not self.privacy.on:
+                self._ready = (frame.index, jpeg)
+        return perception, frame
+
     def keyframe_candidates(self) -> list[Keyframe]:
         """The recent frames, as the router weighs them (no JPEG made yet)."""
         if self.privacy.on:
@@ -129,6 +153,12 @@ class Eyes:
     def outgoing_jpeg(self, index: int) -> bytes | None:
         """The JPEG of recent frame ``index`` as it may leave: faces blurred and checked
         (blocking). None if that frame is gone; ``PrivacyOnError`` in privacy mode."""
+        if self.privacy.on:
+            raise PrivacyOnError("the privacy switch is on: no image leaves the device")
+        with self._lock:
+            ready = self._ready
+        if ready is not None and ready[0] == index:
+            return ready[1]  # made by look_now
         frame = next((f for f in self.capture.recent() if f.index == index), None)
         if frame is None:
             latest = self.latest()
