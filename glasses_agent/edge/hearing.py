@@ -341,6 +341,11 @@ class HearingThread:
             self.holds_released += 1
             self.sink.release(self.clock.now_s())
 
+    def expecting_question(self) -> bool:
+        """The speech going on now will be taken as a question (no wake gate, or the gate
+        armed or woken)."""
+        return self._gate is None or self._gate.woken
+
     def arm_follow_up(self, until_audio_s: float) -> None:
         """Take the next utterance before ``until_audio_s`` as a question (a follow-up)."""
         if self._gate is not None:

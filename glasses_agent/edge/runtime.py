@@ -334,8 +334,10 @@ class Runtime:
 
     async def _on_heard(self, item: HeardFrame) -> None:
         frame = item.frame
-        if isinstance(frame, SpeechStarted) and self.state is not AssistantState.SPEAKING:
-            if self._turn is None:
+        if isinstance(frame, SpeechStarted):
+            if self.hearing.expecting_question():  # a follow-up, push-to-talk
+                self._look_ahead()
+            if self.state is not AssistantState.SPEAKING and self._turn is None:
                 self._set_state(AssistantState.LISTENING)
         elif isinstance(frame, WakeDetected):
             self._look_ahead()
@@ -449,9 +451,10 @@ class Runtime:
             or is_visual(question)
 
     def _look_ahead(self) -> None:
-        """The wake phrase: perceive the newest frame and make its outgoing JPEG while the
-        wearer is still asking (perception and the faces' blur and check take most of a
-        second on 2 cores; a question, a second or two)."""
+        """A question begins (the wake phrase, or speech while a question is expected):
+        perceive the newest frame and make its outgoing JPEG while the wearer is still
+        asking (perception and the faces' blur and check take most of a second on 2 cores;
+        a question, a second or two)."""
         if self.eyes is None or (self._look is not None and not self._look.done()):
             return
         self._look = asyncio.ensure_future(asyncio.to_thread(self.eyes.look_now))
@@ -508,7 +511,9 @@ class Runtime:
 
     async def _route_and_answer(self, turn: _Turn, question: str, *, asr_s: float
                                 ) -> TurnResult:
-        looked = await self._looked_since(turn.heard.start_s - LOOK_BEFORE_SPEECH_S)
+        looked = None
+        if self._about_the_view(question):  # else the look is not waited for
+            looked = await self._looked_since(turn.heard.start_s - LOOK_BEFORE_SPEECH_S)
         prepared = self._prepare_keyframe(question, looked)
         perception = await self._perception_for(question, looked)
         perceived_s = self.clock.now_s()

@@ -370,6 +370,12 @@ class WakeGate:
         self.last_heard = ""
         self.detections = 0
 
+    @property
+    def woken(self) -> bool:
+        """The speech going on now is taken as meant for us (the gate was armed when it
+        began, or the phrase was heard)."""
+        return self._woken
+
     def arm(self, until_s: float) -> None:
         """Take the next utterance that starts by ``until_s`` as meant for us, no wake phrase
         needed (the runtime arms it while the assistant speaks and just after: a reply, or
