@@ -35,7 +35,9 @@ if command -v apt-get >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
         say "installing Debian packages: ${missing[*]}"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+        # (debconf's "delaying package configuration" notice, without apt-utils, is noise)
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+            2> >(grep -v "^debconf: delaying package configuration" >&2)
     fi
 else
     echo "setup: no apt-get here; install these yourself: ${APT_PACKAGES[*]}" >&2
