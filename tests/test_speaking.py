@@ -151,6 +151,37 @@ def test_speech_over_the_answer_holds_it_at_once_and_a_cough_does_not_kill_it(
     assert sink.played(5.0) == sink.played(1.6) == pytest.approx(1.5 * rate, abs=2)
 
 
+def test_a_transcript_of_speech_inside_our_playback_is_dropped_unless_the_wearer_barged_in(
+        ) -> None:
+    from glasses_agent.clock import ManualClock
+    from glasses_agent.edge.hearing import HearingThread
+    from glasses_agent.frames import Transcript
+    from glasses_agent.stages import Pipeline
+
+    rate, chunk = 16_000, 0.032
+    clock = ManualClock()
+    sink = WavFileSink(None, rate, realtime=True)
+    out: list[str] = []
+    hearing = HearingThread(  # not fast: a speaker next to the microphone, the echo stage
+        [], Pipeline([]), clock=clock, on_barge_in=lambda start, silenced: None, sink=sink,
+        on_frame=lambda heard: out.append(heard.frame.text))  # type: ignore[attr-defined]
+
+    def play(from_s: float, probabilities: list[float]) -> None:
+        hearing.speaking.set()
+        for i, probability in enumerate(probabilities):
+            clock.set(from_s + (i + 1) * chunk)
+            hearing._watch(from_s + i * chunk, probability)
+        hearing.speaking.clear()
+
+    play(1.0, [0.1] * 40)  # our answer, 1.0-2.28 s, no speech of the wearer's
+    hearing._emit(Transcript(text="I'm also...", start_s=1.5, end_s=2.6), 2.7)  # the echo
+    hearing._emit(Transcript(text="What time is it?", start_s=3.0, end_s=4.0), 4.1)
+    play(5.0, [0.1] * 10 + [0.9] * 10)  # the wearer speaks over the next answer
+    hearing._emit(Transcript(text="Stop, what day is it?", start_s=5.3, end_s=5.9), 6.0)
+    assert out == ["What time is it?", "Stop, what day is it?"]
+    assert hearing.echo_transcripts == 1
+
+
 def test_a_file_sink_without_realtime_writes_everything_at_once(tmp_path: Path) -> None:
     tts = EspeakTts()
     sink = WavFileSink(tmp_path / "all.wav", tts.sample_rate_hz, realtime=False)

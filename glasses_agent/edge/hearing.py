@@ -19,6 +19,11 @@ the speaker (``AudioSink.hold``, from this thread: no hop through the event loop
 so the sound stops one chunk after the speech is heard; when the next chunk is not
 speech (a cough, a click) it plays on from where it was held.
 
+The last line of the echo guard: a transcript of speech that lay wholly inside our own
+playback (and its ``ECHO_TAIL_S``), where no barge-in found the wearer's voice, is our own
+voice that got past the echo canceller: it is dropped (``echo_transcripts`` counts them),
+never taken as a question. The wearer speaking over the answer barges in first.
+
 Time inside the listener is the audio's own (each chunk's end), so a file gives
 the same turns however fast it is read; ``to_wall_s`` maps it to the runtime
 clock.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,10 +48,16 @@ from glasses_agent.edge.speech.pipeline import flush_pipeline
 from glasses_agent.edge.speech.playback import AudioSink
 from glasses_agent.edge.speech.vad import VadStage
 from glasses_agent.edge.speech.wake import WakeGate
-from glasses_agent.frames import AudioChunk, ButtonPressed, Frame
+from glasses_agent.frames import AudioChunk, ButtonPressed, Frame, Transcript
 from glasses_agent.stages import Pipeline
 
 __all__ = ["AudioTapStage", "BargeInWatch", "EchoStage", "HearingThread"]
+
+logger = logging.getLogger("glasses_agent.hearing")
+
+# Speech ending this long after our playback stopped still counts as lying inside it (the
+# room's reverberation, the VAD's hangover).
+ECHO_TAIL_S = 0.5
 
 class EchoStage:
     """AudioChunk -> the same audio with the speaker's echo taken out (``EchoCanceller``).
@@ -212,6 +224,11 @@ class HearingThread:
         self._thread = threading.Thread(target=self._run, name="hearing", daemon=True)
         self._held_s: float | None = None  # the speaker held since (runtime clock)
         self.holds_released = 0  # held for a chunk that was not followed by speech
+        # Our playback as audio time spans, and the starts of the wearer's barge-ins (both
+        # recent), for the transcripts of our own voice (see the module docstring).
+        self._playing: collections.deque[list[float]] = collections.deque(maxlen=64)
+        self._barge_starts: collections.deque[float] = collections.deque(maxlen=64)
+        self.echo_transcripts = 0
 
     def to_wall_s(self, audio_s: float) -> float:
         """Audio time -> runtime clock (a live microphone's audio time is the clock's)."""
@@ -303,7 +320,21 @@ class HearingThread:
         heard = Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s())
         if self.tap is not None:
             self.tap.listener_frame(frame, audio_s, heard.wall_s)
+        if isinstance(frame, Transcript) and self._our_own_voice(frame):
+            self.echo_transcripts += 1
+            logger.info("dropped a transcript of our own voice: %r", frame.text[:60])
+            return
         self.on_frame(heard)
+
+    def _our_own_voice(self, transcript: Transcript) -> bool:
+        """Speech wholly inside our playback, with no barge-in of the wearer in it."""
+        if self._echo is None:
+            return False  # no speaker next to this microphone (fast, or no sink)
+        inside = any(start_s <= transcript.start_s and transcript.end_s <= end_s + ECHO_TAIL_S
+                     for start_s, end_s in self._playing)
+        wearer = any(transcript.start_s - 0.3 <= s <= transcript.end_s
+                     for s in self._barge_starts)
+        return inside and not wearer
 
     def _watch(self, start_s: float, probability: float) -> None:
         """Per 32 ms chunk (in this thread): the barge-in rule while speaking."""
@@ -313,6 +344,10 @@ class HearingThread:
             self.barge_in.reset()
             self._release()
             return
+        if self._playing and self._playing[-1][1] >= start_s - 1e-6:
+            self._playing[-1][1] = start_s + BargeInWatch.CHUNK_S
+        else:
+            self._playing.append([start_s, start_s + BargeInWatch.CHUNK_S])
         began_s = self.barge_in.update(start_s, probability)
         if self._held_s is None:
             if self.barge_in.voiced and not self.barge_in.fired:
@@ -324,6 +359,7 @@ class HearingThread:
                 self._gate.arm(start_s + self.follow_up_s)  # what they say is for us
                 if self.tap is not None:
                     self.tap.hearing_control("armed", start_s, start_s + self.follow_up_s)
+            self._barge_starts.append(began_s)
             silenced_s = self._held_s if self._held_s is not None else self.clock.now_s()
             self._held_s = None  # the runtime stops what is held
             self.on_barge_in(self.to_wall_s(began_s), silenced_s)
