@@ -263,6 +263,7 @@ async def test_per_device_limits_hold_across_replicas(replicas: ReplicaSet) -> N
     await on_a.hello("tok-1")
     await on_b.hello("tok-1")
     await on_a.send(QueryRequest(query_id="q1", text="one"))
+    await on_a.recv_until("answer.delta")  # running on A (else B may count first, A refuse)
     await on_b.send(QueryRequest(query_id="q2", text="two"))
     await on_b.send(QueryRequest(query_id="q3", text="three"))
     refused = (await on_b.recv_until("error"))[-1]
