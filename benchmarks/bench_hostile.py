@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import statistics
@@ -52,7 +53,7 @@ def cancel_pairs(url: str, stop: threading.Event) -> int:
     n = 0
     while not stop.is_set():
         raw = RawSocket(url)
-        try:
+        with contextlib.suppress(OSError, TimeoutError):  # refused or cut off: again
             raw.hello("tok-1")
             for i in range(4):
                 qid = f"c{n}-{i}"
@@ -60,8 +61,6 @@ def cancel_pairs(url: str, stop: threading.Event) -> int:
                          Keyframe(query_id=qid, index=0, jpeg=JPEG),
                          Keyframe(query_id=qid, index=1, jpeg=JPEG), CancelQuery(query_id=qid))
                 raw.recv_until("answer.done")
-        except (OSError, TimeoutError):
-            pass  # refused (its rate) or cut off: connect again
         raw.close()
         n += 1
     return n * 4
@@ -71,13 +70,11 @@ def ping_flood(url: str, stop: threading.Event) -> int:
     sent = 0
     while not stop.is_set():
         raw = RawSocket(url)
-        try:
+        with contextlib.suppress(OSError):  # cut off: connect again
             raw.hello("tok-1")
             while not stop.is_set():
                 raw.send(*[Ping(ping_id=sent + i) for i in range(100)])
                 sent += 100
-        except OSError:
-            pass  # cut off: connect again
         raw.close()
     return sent
 
@@ -86,15 +83,13 @@ def stop_reading(url: str, stop: threading.Event) -> int:
     asked = 0
     while not stop.is_set():
         raw = RawSocket(url, rcvbuf=4096)
-        try:
+        with contextlib.suppress(OSError):  # cut off: connect again
             raw.hello("tok-1")
             while not stop.is_set():
                 raw.send(*[QueryRequest(query_id=f"r{asked + i}", text="x" * 7900)
                            for i in range(4)])
                 asked += 4
                 time.sleep(0.05)
-        except OSError:
-            pass
         raw.close()
     return asked
 
@@ -103,12 +98,10 @@ def queue_and_leave(url: str, stop: threading.Event) -> int:
     rounds = 0
     while not stop.is_set():
         raw = RawSocket(url)
-        try:
+        with contextlib.suppress(OSError):  # refused (the device's rate): again
             raw.hello("tok-3")
             raw.send(*[QueryRequest(query_id=f"l{rounds}-{i}", text="w" * 96)
                        for i in range(4)])
-        except OSError:
-            pass
         raw.close()
         rounds += 1
     return rounds * 4
