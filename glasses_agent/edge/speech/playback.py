@@ -221,7 +221,7 @@ class WavFileSink:
         with self._lock:
             self._advance(now_s)
             self._segments.clear()
-            self._history.cut(min(now_s, self._held_s) if self._held_s is not None else now_s)
+            self._history.cut(now_s)  # a hold cut it already, and nothing plays while held
             self._held_s = None
             self._queued = self._written
             self._end_s = now_s
