@@ -208,6 +208,7 @@ def barge_ins(tmp: Path, n: int, ttft_s: float) -> dict[str, Any]:
         decided.append((barge.timestamp_s - before[-1]) * 1000)
     return {"interjections": n, "barge_ins": len(stops), "false_barge_ins": len(false),
             "false": false, "stop_ms": summary(stops), "decided_ms": summary(decided),
+            "stops_ms": [round(s, 1) for s in stops],
             "holds_released": runtime.hearing.holds_released, "echo_gain": 0.3,
             "interjection_starts_audio_s": [round(s, 2) for s, _ in spans[1::2]]}
 

@@ -151,6 +151,44 @@ def test_speech_over_the_answer_holds_it_at_once_and_a_cough_does_not_kill_it(
     assert sink.played(5.0) == sink.played(1.6) == pytest.approx(1.5 * rate, abs=2)
 
 
+def test_a_sounds_onset_holds_the_answer_until_the_vad_has_had_time_to_call_it(
+        tmp_path: Path) -> None:
+    from glasses_agent.clock import ManualClock
+    from glasses_agent.edge.hearing import HearingThread
+    from glasses_agent.stages import Pipeline
+
+    rate, chunk = 16_000, 0.032
+    clock = ManualClock()
+    sink = WavFileSink(None, rate, realtime=True)
+    barges: list[tuple[float, float]] = []
+    hearing = HearingThread([], Pipeline([]), clock=clock, on_frame=lambda heard: None,
+                            on_barge_in=lambda start, silenced: barges.append((start, silenced)),
+                            sink=sink, fast=True)
+    onsets: set[float] = set()  # where the echo stage would say a sound not ours begins
+    hearing.barge_in._onset = lambda start_s: round(start_s, 3) in onsets  # type: ignore[method-assign]
+    sink.play(np.full(3 * rate, 0.1, dtype=np.float32), 0.0)
+    hearing.speaking.set()
+
+    def chunks(probabilities: list[float], at_s: float) -> None:
+        for i, probability in enumerate(probabilities):
+            clock.set(at_s + (i + 1) * chunk)
+            hearing._watch(at_s + i * chunk, probability)
+
+    onsets.add(0.5)
+    chunks([0.1], 0.5)  # a sound's onset, the VAD not (yet) calling it speech: held at once
+    assert sink.played(5.0) == pytest.approx(0.532 * rate, abs=2)
+    grace_chunks = round(HearingThread.ONSET_GRACE_S / chunk)
+    chunks([0.1] * (grace_chunks - 1), 0.532)  # the VAD is given its time ...
+    assert hearing.holds_released == 0
+    chunks([0.1], 0.5 + grace_chunks * chunk)  # ... and says no: a door, a click
+    assert hearing.holds_released == 1 and barges == []  # the answer plays on from there
+    onsets.add(1.5)
+    chunks([0.2, 0.3, 0.8, 0.9], 1.5)  # speech: the VAD catches up while it is held
+    assert barges == [(1.564, 1.532)]  # silent since the onset, before the VAD's start
+    released_s = 0.5 + (grace_chunks + 1) * chunk
+    assert sink.played(5.0) == pytest.approx((0.532 + 1.532 - released_s) * rate, abs=2)
+
+
 def test_a_transcript_of_speech_inside_our_playback_is_dropped_unless_the_wearer_barged_in(
         ) -> None:
     from glasses_agent.clock import ManualClock
@@ -272,3 +310,36 @@ def test_our_own_voice_never_barges_in_and_the_wearer_does() -> None:
             fired = [t for t in barge_ins(mic, played) if t >= start / 16_000 - 0.05]
             assert fired, (path.impulse[:3], level_db)
             assert fired[0] - start / 16_000 < 0.3  # found within 0.3 s of their speech
+
+
+def test_the_wearers_speech_over_the_answer_holds_it_within_100_ms_and_our_voice_does_not(
+        ) -> None:
+    """The hold on a sound's onset (the echo canceller's near-end score, once it has
+    settled), before the VAD, which needs 60-150 ms of a word to call it speech."""
+    from support.speech import holds, speech_extent
+
+    answers = [_speech("The sign says exit twelve, Main Street. It is on the left."),
+               _speech("It is Friday, the fourth of December. You have two notes saved.",
+                       voice="en-us+f3")]
+    lead = np.zeros(8000, dtype=np.float32)
+    held_by_echo = []
+    for a, answer in enumerate(answers):
+        for p, path in enumerate(PATHS):
+            for noise in (None, -50.0):
+                played = np.concatenate([lead, answer, lead])
+                held_by_echo += holds(_echo_of(played, path, noise, seed=a * 10 + p), played)
+    # (one chunk, maybe, where the filter is shorter than the room: 20 ms of reverb)
+    assert len(held_by_echo) <= 1, held_by_echo
+
+    played = np.concatenate([lead, answers[0], lead])
+    start = 8000 + 16_000  # a second into the answer
+    for voice, text in (("en-gb-x-rp", "Stop, what time is it?"), ("en-us+f3", "Wait, hold on."),
+                        ("en-gb-scotland", "Sorry, what was that?")):
+        wearer = _speech(text, voice=voice)
+        true_start_s = start / 16_000 + speech_extent(wearer)[0]
+        for path in PATHS:
+            mic = _echo_of(played, path, -50.0, seed=1)
+            span = slice(start, start + len(wearer))
+            mic[span] += wearer * (rms(mic[span]) / rms(wearer) * 10 ** (10 / 20))  # +10 dB
+            held = [t for t in holds(mic, played) if t > true_start_s - 0.05]
+            assert held and held[0] - true_start_s <= 0.1, (voice, path.impulse[:3], held[:1])

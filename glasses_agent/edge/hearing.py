@@ -14,10 +14,13 @@ so that a cough or a click does not kill the answer) that stands
 leave (its near-end score, see ``speech/echo.py``) is a barge-in, reported at
 once through ``on_barge_in`` with the speech's true start, without waiting for
 the endpointer, and the wake gate is armed so that what the wearer says is
-taken as the next question. The first chunk that counts as speech already holds
-the speaker (``AudioSink.hold``, from this thread: no hop through the event loop),
-so the sound stops one chunk after the speech is heard; when the next chunk is not
-speech (a cough, a click) it plays on from where it was held.
+taken as the next question. The speaker is held before that (``AudioSink.hold``,
+from this thread: no hop through the event loop) on the first chunk that counts as
+speech, or that holds a sound's onset standing out of our own voice's echo
+(``EchoStage.onset_db``: energy is there before the VAD, which needs 60-150 ms of a
+word, calls it speech). When the VAD does not go on to call it speech (at the next
+chunk, or ``ONSET_GRACE_S`` after an onset: a cough, a click, a door) the answer
+plays on from where it was held.
 
 The last line of the echo guard: a transcript of speech that lay wholly inside our own
 playback (and its ``ECHO_TAIL_S``), where no barge-in found the wearer's voice, is our own
@@ -75,7 +78,8 @@ class EchoStage:
         self.reference = reference
         self.canceller = canceller or EchoCanceller()
         self._start_s: float | None = None  # the start of the samples the canceller holds
-        self._scores: collections.deque[tuple[float, float]] = collections.deque(
+        self._block_s = self.canceller.block / 16_000  # the listener's rate until a chunk says
+        self._scores: collections.deque[tuple[float, float, bool]] = collections.deque(
             maxlen=self._KEPT_BLOCKS)
 
     def process(self, frame: Frame, now_s: float) -> Sequence[Frame]:
@@ -87,9 +91,10 @@ class EchoStage:
         cleaned = self.canceller.process(frame.samples, ref)
         if not len(cleaned):
             return []
-        block_s = self.canceller.block / frame.sample_rate_hz
-        for i, score in enumerate(self.canceller.near_end_db):
-            self._scores.append((self._start_s + i * block_s, score))
+        block_s = self._block_s = self.canceller.block / frame.sample_rate_hz
+        for i, (score, settled) in enumerate(zip(self.canceller.near_end_db,
+                                                 self.canceller.settled, strict=True)):
+            self._scores.append((self._start_s + i * block_s, score, settled))
         chunk = AudioChunk(timestamp_s=self._start_s, samples=cleaned,
                            sample_rate_hz=frame.sample_rate_hz)
         self._start_s += len(cleaned) / frame.sample_rate_hz
@@ -98,9 +103,25 @@ class EchoStage:
     def near_end_db(self, start_s: float, duration_s: float) -> float | None:
         """The mean near-end score of the blocks in [start_s, start_s + duration_s): how far
         the cleaned audio stands above what echo alone leaves; None if none is kept."""
-        end_s = start_s + duration_s - 1e-6
-        scores = [score for t, score in self._scores if start_s - 1e-6 <= t < end_s]
+        scores = [score for _, score, _ in self._blocks(start_s, duration_s)]
         return sum(scores) / len(scores) if scores else None
+
+    def onset_db(self, start_s: float, duration_s: float) -> float | None:
+        """How far a sound that is not ours stands out of our echo at its onset in
+        [start_s, start_s + duration_s): the best, over two blocks in a row (the block just
+        before the span and the span's own), of the lower near-end score of the two, among
+        blocks where the canceller had settled (cancelling our voice well for a while just
+        before). A lone block is not enough: what a filter too short for the room leaves
+        of our voice comes in single bursts. None where it had not settled (the first
+        tenths of a second of our voice, or the path just changed)."""
+        blocks = self._blocks(start_s - self._block_s, duration_s + self._block_s)
+        pairs = [min(a[1], b[1]) for a, b in zip(blocks, blocks[1:], strict=False)
+                 if a[2] and b[2] and b[0] >= start_s - 1e-6]
+        return max(pairs) if pairs else None
+
+    def _blocks(self, start_s: float, duration_s: float) -> list[tuple[float, float, bool]]:
+        end_s = start_s + duration_s - 1e-6
+        return [block for block in self._scores if start_s - 1e-6 <= block[0] < end_s]
 
 
 class AudioTapStage:
@@ -120,24 +141,31 @@ class BargeInWatch:
     of chunks that the VAD calls speech (``threshold``) and that stand ``near_end_db``
     above what our own voice's echo would leave (``EchoStage.near_end_db``; every chunk
     passes that test without an echo stage). ``update`` returns the speech's start (audio
-    time) once, when the rule is met; ``reset`` when the assistant stops speaking."""
+    time) once, when the rule is met; ``reset`` when the assistant stops speaking. After
+    each ``update``, ``voiced``: the chunk counted as speech; ``onset``: it holds a sound
+    standing ``onset_db`` out of our echo (``EchoStage.onset_db``; never without an echo
+    stage, or with ``onset_db`` None)."""
 
     CHUNK_S = 0.032
 
     def __init__(self, echo: EchoStage | None = None, *, min_speech_s: float = 0.064,
-                 threshold: float = 0.5, near_end_db: float = 6.0) -> None:
+                 threshold: float = 0.5, near_end_db: float = 6.0,
+                 onset_db: float | None = 10.0) -> None:
         self.echo = echo
         self.min_speech_s = min_speech_s
         self.threshold = threshold
         self.near_end_db = near_end_db
+        self.onset_db = onset_db
         self._voiced_since: float | None = None
         self.fired = False
         self.voiced = False  # the last chunk counted as the wearer's speech
+        self.onset = False  # the last chunk stood out of our own voice's echo (``onset_db``)
 
     def reset(self) -> None:
         self._voiced_since = None
         self.fired = False
         self.voiced = False
+        self.onset = False
 
     def _near_end(self, start_s: float) -> bool:
         if self.echo is None:
@@ -145,7 +173,14 @@ class BargeInWatch:
         score = self.echo.near_end_db(start_s, self.CHUNK_S)
         return score is None or score >= self.near_end_db
 
+    def _onset(self, start_s: float) -> bool:
+        if self.echo is None or self.onset_db is None:
+            return False
+        peak = self.echo.onset_db(start_s, self.CHUNK_S)
+        return peak is not None and peak >= self.onset_db
+
     def update(self, start_s: float, probability: float) -> float | None:
+        self.onset = self._onset(start_s)
         self.voiced = probability >= self.threshold and self._near_end(start_s)
         if not self.voiced:
             self._voiced_since = None
@@ -171,6 +206,8 @@ class Heard:
 class HearingThread:
     """See the module docstring. ``start()``; ``press()`` and ``speaking`` from any thread;
     ``stop()`` ends it (``done`` is set when the source is exhausted)."""
+
+    ONSET_GRACE_S = 0.16  # a hold on a sound's onset waits this long for the VAD's speech
 
     def __init__(
         self,
@@ -223,6 +260,7 @@ class HearingThread:
         self.pipeline = Pipeline(stages)
         self._thread = threading.Thread(target=self._run, name="hearing", daemon=True)
         self._held_s: float | None = None  # the speaker held since (runtime clock)
+        self._hold_until_s = 0.0  # held at least until this chunk (audio time)
         self.holds_released = 0  # held for a chunk that was not followed by speech
         # Our playback as audio time spans, and the starts of the wearer's barge-ins (both
         # recent), for the transcripts of our own voice (see the module docstring).
@@ -349,11 +387,14 @@ class HearingThread:
         else:
             self._playing.append([start_s, start_s + BargeInWatch.CHUNK_S])
         began_s = self.barge_in.update(start_s, probability)
+        watch = self.barge_in
         if self._held_s is None:
-            if self.barge_in.voiced and not self.barge_in.fired:
+            if (watch.voiced or watch.onset) and not watch.fired:
                 self._hold()
-        elif not self.barge_in.voiced:
-            self._release()  # the next chunk is not speech: a cough, a click
+                # the VAD lags a sound's onset by a few chunks: give it time to say speech
+                self._hold_until_s = start_s + (0.0 if watch.voiced else self.ONSET_GRACE_S)
+        elif not watch.voiced and start_s >= self._hold_until_s - 1e-6:
+            self._release()  # no speech after all: a cough, a click
         if began_s is not None:
             if self._gate is not None:
                 self._gate.arm(start_s + self.follow_up_s)  # what they say is for us

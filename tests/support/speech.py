@@ -119,6 +119,17 @@ def barge_ins(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
     """Where (seconds) the runtime's barge-in rule fires on ``mic`` while ``played`` plays:
     the real echo stage, VAD and ``BargeInWatch``, chunk by chunk as the hearing thread
     runs them (16 kHz, ``played`` aligned with ``mic``)."""
+    return _watch(mic, played, chunk=chunk)[0]
+
+
+def holds(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
+    """Where (seconds, the end of the chunk that decides it) the hearing thread would hold
+    the answer on ``mic`` while ``played`` plays: each chunk that starts a run of chunks
+    the ``BargeInWatch`` calls speech or a sound's onset."""
+    return _watch(mic, played, chunk=chunk)[1]
+
+
+def _watch(mic: Audio, played: Audio, *, chunk: int) -> tuple[list[float], list[float]]:
     from glasses_agent.edge.hearing import BargeInWatch, EchoStage
     from glasses_agent.edge.speech.vad import VadStage
     from glasses_agent.frames import AudioChunk
@@ -133,9 +144,16 @@ def barge_ins(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
     echo = EchoStage(reference)
     watch = BargeInWatch(echo)
     fired: list[float] = []
+    held: list[float] = []
+    was_holding = False
 
     def on_probability(start_s: float, probability: float) -> None:
+        nonlocal was_holding
         began = watch.update(start_s, probability)
+        holding = watch.voiced or watch.onset
+        if holding and not was_holding:
+            held.append(start_s + BargeInWatch.CHUNK_S)
+        was_holding = holding
         if began is not None:
             fired.append(began)
             watch.reset()  # keep watching: count every barge-in, not only the first
@@ -147,4 +165,4 @@ def barge_ins(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
                            sample_rate_hz=RATE_HZ)
         for frame in echo.process(audio, (i + chunk) / RATE_HZ):
             vad.process(frame, (i + chunk) / RATE_HZ)
-    return fired
+    return fired, held

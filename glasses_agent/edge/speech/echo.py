@@ -25,7 +25,19 @@ block in the last two seconds). The wearer's own voice is not in the reference,
 so it is not cancelled and stands well above that; a barge-in needs both the
 VAD and this score (``glasses_agent.edge.hearing``). Measured on 192 echo-only
 answers (4 answers, 3 acoustic paths, 16 block offsets; no noise, -60 and -45
-dBFS noise): 0 false barge-ins with the score, 144 of 192 without it.
+dBFS noise): 0 false barge-ins with the score, 144 of 192 without it. The
+return loss is taken as no better than ``_LOSS_FLOOR`` (-20 dB): bursts of what
+the filter has not learnt come that far up, however well it cancels the rest.
+
+``settled`` (per block) says when the score may be trusted on its own, as the
+onset of a sound that is not ours (the barge-in's hold, before the VAD): the filter
+cancelled our voice by 10 dB, or down to the noise, in each of the last
+``_SETTLED_BLOCKS`` blocks that had it. A block it cancels worse without the
+block standing out of the echo starts the count again (the filter is off); one
+that stands out is someone talking over us, and keeps the count a while. A
+pause between sentences needs one good block again, a pause between answers
+(``_QUIET_BLOCKS``) or a divergence the whole count; while nothing of ours played
+lately, every block is settled: what the microphone hears then is not us.
 
 ``AcousticPath`` is the other side, for tests and the simulator: a speaker's
 output reaching a microphone with a gain, a delay and a short room response.
@@ -59,6 +71,15 @@ class EchoCanceller:
     _ECHO_PRESENT = 10.0  # a block louder than 10x the noise floor, while playing, has echo
     _FLOOR = 1e-9  # -90 dBFS: digital silence is not a noise floor
     _LOUD = 1e-5  # -50 dBFS: a reference block this loud would be heard if there were echo
+    _LOSS_FLOOR = 1e-2  # -20 dB: expect no better, whatever the filter did lately
+    # Settled: this many echo-present blocks in a row, each cancelled by 10 dB or more.
+    # A block that cancels worse and does not stand out of the echo (below _SETTLED_NEAR_END_DB)
+    # starts the count again; one that stands out is someone else talking over us.
+    _SETTLED_BLOCKS = 6
+    _SETTLED_LOSS = 0.1
+    _SETTLED_NEAR_END_DB = 3.0
+    _TALKED_OVER_BLOCKS = 10  # the onset of someone's speech over ours is trusted this long
+    _QUIET_BLOCKS = 31  # 0.5 s: a pause between answers, not between sentences
 
     def __init__(self, *, block: int = 256, step: float = 0.3, geigel: float = 0.6,
                  smoothing: float = 0.8, regularization: float = 1e-3) -> None:
@@ -84,6 +105,10 @@ class EchoCanceller:
         self._mic_energy: collections.deque[float] = collections.deque(maxlen=self._NOISE_BLOCKS)
         self._ratios: collections.deque[float] = collections.deque(maxlen=self._RATIO_BLOCKS)
         self.near_end_db: list[float] = []  # per block returned by the last ``process``
+        self.settled: list[bool] = []  # per block: the filter was cancelling well before it
+        self._settled_run = 0  # echo-present blocks in a row cancelled by _SETTLED_LOSS
+        self._talked_over = 0  # blocks since, that stood out of the echo
+        self._quiet_blocks = 0  # blocks in a row with nothing played lately
         self.double_talk_blocks = 0
         self.diverged_blocks = 0
         self.blocks = 0
@@ -101,10 +126,13 @@ class EchoCanceller:
         self._ref_buffer = np.concatenate([self._ref_buffer, reference])
         out = []
         self.near_end_db = []
+        self.settled = []
         while len(self._mic_buffer) >= self.block:
             d, self._mic_buffer = self._mic_buffer[:self.block], self._mic_buffer[self.block:]
             x, self._ref_buffer = self._ref_buffer[:self.block], self._ref_buffer[self.block:]
-            residual, cleaned = self._block(d, x)
+            residual, cleaned = self._block(d, x)  # (its run ends if the filter diverged)
+            # nothing of ours played lately (no residual): whatever the microphone hears is not us
+            self.settled.append(residual is None or self._settled_run >= self._SETTLED_BLOCKS)
             self.near_end_db.append(self._near_end(d, x, residual, cleaned))
             out.append(cleaned)
         if not out:
@@ -133,18 +161,39 @@ class EchoCanceller:
 
     def _near_end(self, d: np.ndarray, x: np.ndarray, residual: np.ndarray | None,
                   cleaned: np.ndarray) -> float:
-        """How far (dB) ``cleaned`` stands above what echo alone would leave of ``d``."""
+        """How far (dB) ``cleaned`` stands above what echo alone would leave of ``d``; keeps
+        the count of well-cancelled blocks behind ``settled``."""
         mic = float(np.mean(d * d)) + 1e-12
         self._mic_energy.append(mic)
         noise = max(min(self._mic_energy), self._FLOOR)
+        cancelled: bool | None = None  # by _SETTLED_LOSS, or down to the noise
         if residual is not None and mic > self._ECHO_PRESENT * noise:
-            self._ratios.append(min(float(np.mean(residual * residual)) / mic, 1.0))
+            left = float(np.mean(residual * residual))
+            self._ratios.append(min(left / mic, 1.0))
+            cancelled = left <= self._SETTLED_LOSS * mic + 2.0 * noise
         elif float(np.mean(x * x)) > self._LOUD and mic < 2.0 * noise:
             self._ratios.append(0.0)  # playing aloud and the microphone hears none of it
-        loss = (float(np.percentile(self._ratios, self._RATIO_PERCENTILE))
+        loss = (max(float(np.percentile(self._ratios, self._RATIO_PERCENTILE)), self._LOSS_FLOOR)
                 if len(self._ratios) >= 3 else 1.0)  # no estimate yet: assume none
         out = float(np.mean(cleaned * cleaned)) + 1e-12
-        return 10.0 * float(np.log10(out / (loss * mic + noise)))
+        score = 10.0 * float(np.log10(out / (loss * mic + noise)))
+        if residual is None:  # nothing played lately: check the filter on our next sound
+            self._quiet_blocks += 1  # (again from the start after a long silence, in which
+            long = self._quiet_blocks >= self._QUIET_BLOCKS  # the path may have changed)
+            self._settled_run = 0 if long else min(self._settled_run, self._SETTLED_BLOCKS - 1)
+            return score
+        self._quiet_blocks = 0
+        if cancelled is not None:
+            if cancelled:
+                self._settled_run += 1
+                self._talked_over = 0
+            elif score < self._SETTLED_NEAR_END_DB:
+                self._settled_run = 0  # our own voice, badly cancelled: the filter is off
+            else:  # someone else talking over us: the filter is as good as it was, for a
+                self._talked_over += 1  # while (past that, it may have learnt their voice)
+                if self._talked_over > self._TALKED_OVER_BLOCKS:
+                    self._settled_run = 0
+        return score
 
     def _block(self, d: np.ndarray, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """One block: the echo estimate out of ``d``, the filter adapted on the error, the
@@ -160,6 +209,7 @@ class EchoCanceller:
         spectrum = np.fft.rfft(window)
         error = d - np.fft.irfft(spectrum * self._weights)[n:]
         if self._diverging(error, d):
+            self._settled_run = 0  # the filter starts over: the microphone passes through
             return error, d
         out = error * self._suppression(error, window)
         near = float(np.max(np.abs(d)))
