@@ -96,6 +96,7 @@ def build_runtime(
     from glasses_agent.edge.memory import open_memory
     from glasses_agent.edge.perception.loop import Perceiver
     from glasses_agent.edge.perception.privacy import FaceRedactor, FaceStep
+    from glasses_agent.edge.priority import in_background
     from glasses_agent.edge.seeing import Eyes
     from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
     from glasses_agent.edge.speech.asr import WhisperAsr
@@ -130,10 +131,16 @@ def build_runtime(
         camera = dataclasses.replace(config.camera, source=inputs.camera)
         capture = CameraCapture.from_config(camera, clock=clock, privacy=privacy,
                                             on_frame=tap.camera_frame if tap else None)
-        perceiver = Perceiver.from_config(config, privacy=privacy)
-        faces = perceiver.step("faces")
-        detector = faces.detector if isinstance(faces, FaceStep) else None
-        redactor = FaceRedactor.from_config(config, privacy=privacy, detector=detector)
+
+        def load_vision() -> tuple[Perceiver, FaceRedactor]:
+            perceiver = Perceiver.from_config(config, privacy=privacy)
+            faces = perceiver.step("faces")
+            detector = faces.detector if isinstance(faces, FaceStep) else None
+            return perceiver, FaceRedactor.from_config(config, privacy=privacy,
+                                                       detector=detector)
+
+        # loaded at the eyes' priority: the models' thread pools give way to hearing
+        perceiver, redactor = in_background(load_vision)
         eyes = Eyes(capture, perceiver, redactor, clock=clock, tap=tap)
         # the variants actually running (the int8 self-check may have kept fp32)
         models["vision"] = ", ".join(m for ms in perceiver.models.values() for m in ms)

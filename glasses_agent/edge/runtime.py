@@ -87,8 +87,9 @@ logger = logging.getLogger("glasses_agent.runtime")
 # How often the runtime looks whether the answer is still playing, s.
 _PLAYBACK_POLL_S = 0.02
 # The look at the wake phrase serves the question when its frame is from at most this long
-# before the question's speech began (what the wearer looked at as they started asking).
-LOOK_BEFORE_SPEECH_S = 0.5
+# before the question's speech began (what the wearer looked at as they started asking,
+# maybe with "Hey glasses." and a pause first), and after the last question.
+LOOK_BEFORE_SPEECH_S = 3.0
 
 
 def question_of(text: str, config: Config) -> str:
@@ -188,6 +189,7 @@ class Runtime:
         self._turn_task: asyncio.Task[None] | None = None
         # The look taken when the wake phrase was heard (``Eyes.look_now``).
         self._look: asyncio.Future[tuple[Perception, VideoFrame] | None] | None = None
+        self._asked_s: float | None = None  # the end of the last question taken (runtime clock)
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._stopping = False
@@ -457,7 +459,7 @@ class Runtime:
         a question, a second or two)."""
         if self.eyes is None or (self._look is not None and not self._look.done()):
             return
-        self._look = asyncio.ensure_future(asyncio.to_thread(self.eyes.look_now))
+        self._look = asyncio.ensure_future(self.eyes.run(self.eyes.look_now))
         self._look.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _looked_since(self, since_s: float) -> tuple[Perception, VideoFrame] | None:
@@ -485,7 +487,7 @@ class Runtime:
         if self._about_the_view(question):
             if looked is not None:
                 return looked[0]
-            return await asyncio.to_thread(self.eyes.perception_for, self.clock.now_s())
+            return await self.eyes.run(self.eyes.perception_for, self.clock.now_s())
         latest = self.eyes.latest()
         return latest[0] if latest is not None else None
 
@@ -498,22 +500,29 @@ class Runtime:
         if self.eyes is None or not self._about_the_view(question):
             return None
         if looked is not None:
-            task = asyncio.ensure_future(asyncio.to_thread(self.eyes.outgoing_jpeg,
-                                                           looked[1].index))
+            task = asyncio.ensure_future(self.eyes.run(self.eyes.outgoing_jpeg,
+                                                       looked[1].index))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             return _Prepared(index=looked[1].index, task=task, early=True)
         index = self.eyes.newest_index()
         if index is None:
             return None
-        task = asyncio.ensure_future(asyncio.to_thread(self.eyes.outgoing_jpeg, index))
+        task = asyncio.ensure_future(self.eyes.run(self.eyes.outgoing_jpeg, index))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never unretrieved
         return _Prepared(index=index, task=task)
 
     async def _route_and_answer(self, turn: _Turn, question: str, *, asr_s: float
                                 ) -> TurnResult:
         looked = None
+        # A look from before this question began is its own when it came after the last
+        # question and at most LOOK_BEFORE_SPEECH_S before this one's speech: the wearer
+        # may say "Hey glasses.", pause, then ask (the look started at the wake phrase).
+        since_s = turn.heard.start_s - LOOK_BEFORE_SPEECH_S
+        if self._asked_s is not None:
+            since_s = max(since_s, self._asked_s)
+        self._asked_s = turn.heard.end_s
         if self._about_the_view(question):  # else the look is not waited for
-            looked = await self._looked_since(turn.heard.start_s - LOOK_BEFORE_SPEECH_S)
+            looked = await self._looked_since(since_s)
         prepared = self._prepare_keyframe(question, looked)
         perception = await self._perception_for(question, looked)
         perceived_s = self.clock.now_s()
@@ -575,7 +584,7 @@ class Runtime:
                                          or prepared.index == decision.keyframe.index):
                 jpeg = await prepared.task
             else:
-                jpeg = await asyncio.to_thread(self.eyes.outgoing_jpeg, decision.keyframe.index)
+                jpeg = await self.eyes.run(self.eyes.outgoing_jpeg, decision.keyframe.index)
         except PrivacyOnError:
             return None
         # the switch may have been turned on while the JPEG was made: then nothing leaves
@@ -593,8 +602,8 @@ class Runtime:
             latest = self.eyes.latest() if self.eyes is not None else None
             if latest is not None and self.config.memory.keep_keyframes:
                 with contextlib.suppress(PrivacyOnError):
-                    jpeg = await asyncio.to_thread(self.eyes.outgoing_jpeg,  # type: ignore[union-attr]
-                                                   latest[1].index)
+                    jpeg = await self.eyes.run(self.eyes.outgoing_jpeg,  # type: ignore[union-attr]
+                                               latest[1].index)
             self.memory.add(decision.note, keyframe_jpeg=jpeg)
 
     async def _ask_cloud(self, turn: _Turn, query: Query, decision: Decision,

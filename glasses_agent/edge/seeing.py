@@ -11,6 +11,10 @@ the capture's recent frames, described to the router cheaply (time, sharpness);
 only the one the router picks is blurred and encoded (``outgoing_jpeg``: faces blurred, checked by a
 second detector; refused while the privacy switch is on).
 
+All of it runs at a lower CPU priority than hearing (``edge.priority``): the loop's
+thread, and ``run(work)``, the eyes' own threads for the look, perception on demand
+and the JPEGs.
+
 The capture LED is on exactly while the capture runs, which is when a frame can
 be kept or sent: with the privacy switch on the capture is off, nothing is
 perceived and ``outgoing_jpeg`` refuses, so no frame leaves with the LED off.
@@ -18,19 +22,25 @@ perceived and ``outgoing_jpeg`` refuses, so no frame leaves with the LED off.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from glasses_agent.clock import Clock
 from glasses_agent.edge.events import Tap
 from glasses_agent.edge.perception.keyframe import sharpness
 from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop
 from glasses_agent.edge.perception.privacy import FaceRedactor, PrivacyOnError
+from glasses_agent.edge.priority import BACKGROUND_NICE, lower_this_thread
 from glasses_agent.edge.router import Keyframe
 from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
 from glasses_agent.frames import Perception, VideoFrame
 
 __all__ = ["Eyes"]
+
+T = TypeVar("T")
 
 
 class Eyes:
@@ -60,7 +70,11 @@ class Eyes:
         self._ready: tuple[int, bytes] | None = None  # look_now's frame and its JPEG
         self.loop = PerceptionLoop(capture, perceiver, clock=clock,
                                    on_perception=self._perceived,
-                                   min_interval_s=perceive_every_s)
+                                   min_interval_s=perceive_every_s, nice=BACKGROUND_NICE)
+        # the look, perception on demand and the outgoing JPEGs: threads at the loop's
+        # priority (``edge.priority``), off the event loop
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="eyes", initializer=lower_this_thread)
 
     @property
     def privacy(self) -> PrivacySwitch:
@@ -79,6 +93,11 @@ class Eyes:
     def stop(self) -> None:
         self.loop.stop()
         self.capture.stop()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` on the eyes' threads, awaited from the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
 
     def set_privacy(self, on: bool) -> None:
         self.privacy.set(on)

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from glasses_agent.clock import Clock
 from glasses_agent.edge.perception.keyframe import choose_keyframe
 from glasses_agent.edge.perception.steps import PerceptionStep, build_steps
+from glasses_agent.edge.priority import lower_this_thread
 from glasses_agent.edge.sources.camera import CameraCapture, Mailbox, PrivacySwitch
 from glasses_agent.frames import Frame, Perception, VideoFrame
 
@@ -128,7 +129,7 @@ class PerceptionLoop:
 
     ``clock`` (the capture's, by default) stamps results and measures lag;
     ``min_interval_s`` keeps the loop to a low steady rate when the models are
-    faster than needed (0: as fast as they go).
+    faster than needed (0: as fast as they go); ``nice``, the loop thread's priority.
     """
 
     def __init__(
@@ -140,12 +141,14 @@ class PerceptionLoop:
         on_perception: Callable[[Perception, VideoFrame], None] | None = None,
         min_interval_s: float = 0.0,
         keep_lags: int = 10_000,
+        nice: int = 0,
     ) -> None:
         self.capture = capture
         self.perceiver = perceiver
         self.clock: Clock = clock or capture.clock
         self.on_perception = on_perception
         self.min_interval_s = min_interval_s
+        self.nice = nice  # the loop's thread's priority (``edge.priority``; 0: as its creator)
         self.results: Mailbox[Perception] = Mailbox()
         self._lags_s: collections.deque[float] = collections.deque(maxlen=keep_lags)
         self._work_s: collections.deque[float] = collections.deque(maxlen=keep_lags)
@@ -198,6 +201,8 @@ class PerceptionLoop:
     def start(self) -> PerceptionLoop:
         """Run the loop on its own thread (``stop()`` ends it)."""
         def target() -> None:
+            if self.nice:
+                lower_this_thread(self.nice)
             try:
                 self.run()
             except BaseException as exc:  # surfaced by stop()
