@@ -29,7 +29,7 @@ from support.speech import compose, speak, write_wav
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
 from glasses_agent.edge.events import AssistantState, BargedIn, Heard, RuntimeEvent, StateChanged
-from glasses_agent.edge.runtime import Runtime, RuntimeOptions, TurnResult
+from glasses_agent.edge.runtime import LOOK_BEFORE_SPEECH_S, Runtime, RuntimeOptions, TurnResult
 from glasses_agent.gateway.backends.local import LocalBackend
 from glasses_agent.gateway.reasoning import ReasoningRequest
 
@@ -137,13 +137,16 @@ def test_an_open_question_goes_to_the_cloud_with_a_blurred_keyframe(tmp_path: Pa
     assert timings is not None and 0 < timings.first_token_ms <= timings.total_ms
 
 
+@pytest.mark.parametrize("asked", [
+    ("Hey glasses, what is the person in this picture wearing?",),
+    ("Hey glasses.", 0.6, "What is the person in this picture wearing?"),  # a pause after it
+], ids=["in-one-breath", "after-a-pause"])
 def test_the_wake_phrase_starts_the_look_and_the_frame_seen_is_the_one_sent(
-        tmp_path: Path) -> None:
+        tmp_path: Path, asked: tuple[str | float, ...]) -> None:
     # Perception and the keyframe's blur take most of a second on 2 cores: they are made
     # while the wearer is still asking, once, of one frame, and the answer uses both.
     view = image_file(tmp_path, photo("astronaut"))
-    mic = question_wav(tmp_path, 0.5, "Hey glasses, what is the person in this picture "
-                       "wearing?", 1.5)
+    mic = question_wav(tmp_path, 0.5, *asked, 1.5)
     config = config_for(tmp_path)
     looks: list[Any] = []
     made: list[bytes] = []
@@ -179,10 +182,10 @@ def test_the_wake_phrase_starts_the_look_and_the_frame_seen_is_the_one_sent(
     [turn] = results
     assert turn.decided is not None and turn.decided.kind == "escalate"
     # A look at the wake phrase (another if the question's speech began anew after a pause),
-    # each of a frame seen while the wearer asked.
+    # each of a frame seen while the wearer asked (from the wake phrase on).
     assert looks and all(seen is not None for seen in looks)
-    assert all(turn.heard.start_s - 0.5 <= frame.timestamp_s <= turn.heard.end_s
-               for _, frame in looks)
+    assert all(turn.heard.start_s - LOOK_BEFORE_SPEECH_S <= frame.timestamp_s
+               <= turn.heard.end_s for _, frame in looks)
     [request] = requests
     [sent] = request.images_jpeg
     assert sent in made and len(made) == len(looks)  # a look's JPEG, none made again for it
