@@ -17,8 +17,10 @@ a real-time WAV sink).
   through a simulated acoustic path, as from open-ear speakers); ``stop_ms`` is from the
   true start of their speech to the moment the speaker went silent (held on the first
   chunk of speech), ``decided_ms`` to the moment the runtime stopped the answer for good.
-  False barge-ins (before they speak) are counted, and ``holds_released``: single chunks
-  that held the speaker and were not followed by speech (each a gap of about 32 ms).
+  False barge-ins (outside their speech) are counted, and ``holds_released``: holds on a
+  sound or a chunk of speech that the VAD did not go on to call speech (each a gap of
+  32-190 ms); an answer that began while they were still talking and that they stopped
+  is counted apart (``answers_begun_while_they_spoke``).
 - ``memory`` (``--rss-minutes N``, 10 for the issue's figure): ``glasses-agent run`` as a
   user runs it (every model loaded: the embedded language model in the in-process
   gateway, Whisper, VAD, Smart Turn, recognition, OCR, faces, barcodes) on a changing
@@ -192,22 +194,32 @@ def barge_ins(tmp: Path, n: int, ttft_s: float) -> dict[str, Any]:
     runtime, events, _ = asyncio.run(
         _run_session(config, mic, image, tmp / "said.wav", backend, echo=echo))
     # Any speech of the wearer may barge in (a question asked over a long answer too); a
-    # barge-in with no speech of theirs just before it is false (our own voice, or noise).
-    starts = [runtime.hearing.to_wall_s(start) for start, _ in spans]
+    # barge-in whose speech start lies in none of their speech is false (our own voice, or
+    # noise). One that starts well inside their speech is an answer that began while they
+    # were still talking (a pause taken for the end of the turn): counted apart, since the
+    # true start of the speech it stopped on is not in the audio.
+    wearer = [(runtime.hearing.to_wall_s(start), runtime.hearing.to_wall_s(end))
+              for start, end in spans]
     stops: list[float] = []
     decided: list[float] = []  # when the runtime stopped the answer (cancelled the reply)
     false: list[dict[str, Any]] = []
+    mid_speech = 0
     for barge in (e for e in events if isinstance(e, BargedIn)):
-        before = [s for s in starts if s <= barge.timestamp_s + 0.05]
-        if not before or barge.timestamp_s - before[-1] > 1.5:
+        span = next(((start, end) for start, end in wearer
+                     if start - 0.1 <= barge.speech_start_s <= end + 0.3), None)
+        if span is None:
             at_s = barge.speech_start_s - runtime.hearing.to_wall_s(0.0)
             false.append({"at_audio_s": round(at_s, 2), "heard_chars": barge.heard_chars})
             continue
-        silenced_s = barge.speech_start_s + barge.stop_ms / 1000  # held on its first chunk
-        stops.append((silenced_s - before[-1]) * 1000)
-        decided.append((barge.timestamp_s - before[-1]) * 1000)
+        if barge.speech_start_s - span[0] > 0.3:
+            mid_speech += 1
+            continue
+        silenced_s = barge.speech_start_s + barge.stop_ms / 1000  # held on its onset
+        stops.append((silenced_s - span[0]) * 1000)
+        decided.append((barge.timestamp_s - span[0]) * 1000)
     return {"interjections": n, "barge_ins": len(stops), "false_barge_ins": len(false),
-            "false": false, "stop_ms": summary(stops), "decided_ms": summary(decided),
+            "false": false, "answers_begun_while_they_spoke": mid_speech,
+            "stop_ms": summary(stops), "decided_ms": summary(decided),
             "stops_ms": [round(s, 1) for s in stops],
             "holds_released": runtime.hearing.holds_released, "echo_gain": 0.3,
             "interjection_starts_audio_s": [round(s, 2) for s, _ in spans[1::2]]}

@@ -228,6 +228,37 @@ def test_push_to_talk_still_works_and_ends_quickly(asr: WhisperAsr, tmp_path: Pa
     assert utterance.trigger == "button"
 
 
+def test_the_phrase_said_in_a_follow_up_is_given_to_whisper_after_the_first_pause(
+        asr: WhisperAsr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An armed gate (a follow-up) takes the utterance without spotting the phrase; when the
+    # wearer says it anyway, Whisper hears it at the first pause, and the rest of the turn
+    # is transcribed as after a wake: the phrase given as the text's start and the short
+    # encoder window (measured: 60-80 ms against 330-480 ms for the full one, 2 cores).
+    from glasses_agent.edge.speech.wake import WakeGate
+
+    calls: list[object] = []
+    transcribe = asr.transcribe
+
+    def spy(*args: object, **kwargs: object) -> Transcript:
+        calls.append(kwargs.get("prefix"))
+        return transcribe(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asr, "transcribe", spy)
+    audio, _ = compose([1.0, _with_pause("hey glasses,", "what time is it?", 0.4), 1.5])
+    pipeline = build_listener(DEFAULT, asr=asr)
+    [gate] = [stage for stage in pipeline.stages if isinstance(stage, WakeGate)]
+    gate.arm(5.0)
+    heard: list[Transcript] = []
+    for chunk in FileAudioSource(write_wav(tmp_path / "a.wav", audio)):
+        now_s = chunk.timestamp_s + chunk.duration_s
+        heard += [f for f in pipeline.push(chunk, now_s) if isinstance(f, Transcript)]
+    heard += [f for f in flush_pipeline(pipeline, now_s) if isinstance(f, Transcript)]
+    [transcript] = heard
+    assert word_error_rate("hey glasses what time is it", transcript.text) <= 0.35, \
+        transcript.text
+    assert calls[0] is None and calls[-1] is not None, calls
+
+
 def test_smart_turn_never_runs_on_silence_nor_on_bystanders(asr: WhisperAsr,
                                                             tmp_path: Path) -> None:
     rng = np.random.default_rng(5)

@@ -30,7 +30,9 @@ A turn ends with its transcript: the one made at the pause when nothing was said
 since (so the wearer does not wait for Whisper), else a new one.
 
 A turn whose segment began with the wake phrase (a ``WakeDetected`` came after its
-``SpeechStarted``) is transcribed with the phrase given to Whisper as the start of the
+``SpeechStarted``, or, where the gate did not spot (a follow-up, push-to-talk), Whisper
+heard the phrase at the start of a pause's transcript) is transcribed with the phrase
+given to Whisper as the start of the
 text ("Hey glasses,"): the gate has already checked that it was said, and so
 Whisper's shorter encoder window (``turn.encoder_window_s``, about 4x faster) is as
 accurate as the full one on the measured voices, where without the phrase it was
@@ -346,6 +348,11 @@ class TurnStage:
         self.speculations += 1
         start_s = pause.start_s if self._turn_from_s is None else self._turn_from_s
         transcript = self._transcribe(pause.utterance, start_s, pause.timestamp_s)
+        if (not self._phrase_heard and self._turn_from_s is None and self.prefix
+                and self._after_phrase(transcript.text) != transcript.text):
+            # The phrase said where the gate did not spot it (a follow-up, push-to-talk):
+            # Whisper heard it, so the rest of this turn is transcribed as after a wake.
+            self._phrase_heard = True
         verdict = text_verdict(transcript.text)
         if self._with_phrase() and not words_of(self._after_phrase(transcript.text)):
             verdict = "empty"  # the wake phrase and nothing else yet ("Hey glasses, hey glasses")
