@@ -3,11 +3,12 @@
 On two cores the steady perception loop (a frame a second, most of a core for half a
 second each) and the look at the wake phrase compete with Whisper at the end of the
 wearer's question, which is what the wearer waits for. Linux keeps a nice value per
-thread, and a thread starts with its creator's: so the threads that see (the loop, the
-look, and the thread pools onnxruntime makes when the vision models are loaded, inside
-``in_background``) run at ``BACKGROUND_NICE``, and the scheduler gives the hearing
-thread and Whisper's threads the cores first. Elsewhere (macOS, Windows), or where the
-value cannot be set, everything runs at one priority, as before.
+thread, and a thread starts with its creator's: so the threads that see (the loop, and
+the thread pools onnxruntime makes when the vision models are loaded, inside
+``in_background``) run at ``BACKGROUND_NICE``, the look a little higher (``Eyes``:
+a question about the view may wait for it), and the scheduler gives the hearing thread
+and Whisper's threads the cores first. Elsewhere (macOS, Windows), or where the value
+cannot be set, everything runs at one priority, as before.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ only the one the router picks is blurred and encoded (``outgoing_jpeg``: faces b
 second detector; refused while the privacy switch is on).
 
 All of it runs at a lower CPU priority than hearing (``edge.priority``): the loop's
-thread, and ``run(work)``, the eyes' own threads for the look, perception on demand
-and the JPEGs.
+thread at ``BACKGROUND_NICE``, and ``run(work)``, the eyes' own threads for the look,
+perception on demand and the JPEGs, at ``LOOK_NICE`` (a look can be what a question
+about the view waits for).
 
 The capture LED is on exactly while the capture runs, which is when a frame can
 be kept or sent: with the privacy switch on the capture is off, nothing is
@@ -41,6 +42,8 @@ from glasses_agent.frames import Perception, VideoFrame
 __all__ = ["Eyes"]
 
 T = TypeVar("T")
+
+LOOK_NICE = 5  # the look (and the JPEGs): between hearing (0) and the steady loop
 
 
 class Eyes:
@@ -71,10 +74,11 @@ class Eyes:
         self.loop = PerceptionLoop(capture, perceiver, clock=clock,
                                    on_perception=self._perceived,
                                    min_interval_s=perceive_every_s, nice=BACKGROUND_NICE)
-        # the look, perception on demand and the outgoing JPEGs: threads at the loop's
-        # priority (``edge.priority``), off the event loop
+        # the look, perception on demand and the outgoing JPEGs: threads below hearing
+        # and above the steady loop (``edge.priority``), off the event loop
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="eyes", initializer=lower_this_thread)
+            max_workers=2, thread_name_prefix="eyes", initializer=lower_this_thread,
+            initargs=(LOOK_NICE,))
 
     @property
     def privacy(self) -> PrivacySwitch:
