@@ -18,9 +18,11 @@ One turn, in audio time, silence counted from the end of the speech so far::
     speech ... pause_s (64 ms): SpeechPaused -> Whisper starts on the turn so far; the
                    text's verdict (``text_verdict``) when it is done
                complete_silence_s (0.15 s): a "question" ends here (unless Whisper
-                   gives its last word less than 0.5: then "incomplete")
+                   gives its last word less than 0.5: then "unsure")
                check_silence_s (0.2 s): an "open" one goes to Smart Turn: complete -> ends
                incomplete_silence_s (0.35 s): an "open" one Smart Turn held back ends
+               unsure_silence_s (0.7 s): an "unsure" question ends (past a pause
+                   inside a sentence: "what's the, um" reads as "What's up?")
                max_silence_s (1.0 s): the VAD closes the utterance: any turn ends
                    ("incomplete" and "empty" ones wait for this; a turn that began
                    with the wake phrase and has nothing after it yet is "empty")
@@ -104,7 +106,7 @@ _N_MELS = 80
 DEFAULT_MODELS = ModelsConfig()
 DEFAULT_TURN = TurnConfig()
 
-Verdict = Literal["incomplete", "question", "open", "empty"]
+Verdict = Literal["incomplete", "question", "unsure", "open", "empty"]
 # No English sentence ends after these: articles, conjunctions, possessive determiners,
 # hesitations ("what's the, um").
 _NEVER_LAST = frozenset({
@@ -358,7 +360,7 @@ class TurnStage:
             verdict = "empty"  # the wake phrase and nothing else yet ("Hey glasses, hey glasses")
         elif verdict == "question" and transcript.words and (
                 transcript.words[-1].probability < QUESTION_MIN_WORD_PROBABILITY):
-            verdict = "incomplete"  # Whisper is unsure of the word that would end it
+            verdict = "unsure"  # Whisper is unsure of the word that would end it
         self.last_verdict = verdict
         self._candidate = _Candidate(pause=pause, start_s=start_s, transcript=transcript,
                                      verdict=verdict,
@@ -379,6 +381,11 @@ class TurnStage:
             candidate.next_check_s = None  # the VAD ends it (max_silence_s)
             ended = False
         elif candidate.verdict == "question":
+            ended = True
+        elif candidate.verdict == "unsure":
+            if silence_s < cfg.unsure_silence_s - 1e-9:  # longer than a pause in a sentence
+                candidate.next_check_s = cfg.unsure_silence_s
+                return []
             ended = True
         elif silence_s >= cfg.incomplete_silence_s - 1e-9:
             ended = True  # the bounded wait of an audio-only "incomplete"
@@ -443,10 +450,10 @@ def check_turn_config(config: TurnConfig) -> None:
         raise BadInputError(f"turn.encoder_window_s must be 0 (full) to 30 s, not "
                             f"{config.encoder_window_s}")
     silences = (config.pause_s, config.complete_silence_s, config.check_silence_s,
-                config.incomplete_silence_s, config.max_silence_s)
+                config.incomplete_silence_s, config.unsure_silence_s, config.max_silence_s)
     growing = all(a <= b for a, b in zip(silences, silences[1:], strict=False))
-    if not (silences[0] > 0 and growing and silences[3] < silences[4]):
+    if not (silences[0] > 0 and growing and silences[3] < silences[5]):
         raise BadInputError(
             "turn silences must grow: 0 < pause_s <= complete_silence_s <= check_silence_s "
-            "<= incomplete_silence_s < max_silence_s, not "
-            + ", ".join(f"{v:g}" for v in silences))
+            "<= incomplete_silence_s <= unsure_silence_s <= max_silence_s "
+            "(incomplete < max), not " + ", ".join(f"{v:g}" for v in silences))
