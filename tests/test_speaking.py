@@ -118,73 +118,66 @@ def test_a_held_sink_is_silent_and_plays_on_from_where_it_was_held(tmp_path: Pat
     assert np.allclose(written, answer, atol=1e-4)
 
 
-def test_speech_over_the_answer_holds_it_at_once_and_a_cough_does_not_kill_it(
-        tmp_path: Path) -> None:
-    from glasses_agent.clock import ManualClock
-    from glasses_agent.edge.hearing import HearingThread
-    from glasses_agent.stages import Pipeline
+class _Watched:
+    """The hearing thread's barge-in watch driven by hand: 3 s of answer playing into a
+    real-time sink, the manual clock, the VAD's probability chunk by chunk."""
 
-    rate, chunk = 16_000, 0.032
-    clock = ManualClock()
-    sink = WavFileSink(None, rate, realtime=True)
-    barges: list[tuple[float, float]] = []
-    hearing = HearingThread([], Pipeline([]), clock=clock, on_frame=lambda heard: None,
-                            on_barge_in=lambda start, silenced: barges.append((start, silenced)),
-                            sink=sink, fast=True)
-    sink.play(np.full(3 * rate, 0.1, dtype=np.float32), 0.0)
-    hearing.speaking.set()
+    RATE, CHUNK = 16_000, 0.032
 
-    def chunks(probabilities: list[float], at_s: float) -> None:
+    def __init__(self) -> None:
+        from glasses_agent.clock import ManualClock
+        from glasses_agent.edge.hearing import HearingThread
+        from glasses_agent.stages import Pipeline
+
+        self.clock = ManualClock()
+        self.sink = WavFileSink(None, self.RATE, realtime=True)
+        self.barges: list[tuple[float, float]] = []
+        self.hearing = HearingThread(
+            [], Pipeline([]), clock=self.clock, on_frame=lambda heard: None,
+            on_barge_in=lambda start, silenced: self.barges.append((start, silenced)),
+            sink=self.sink, fast=True)
+        self.sink.play(np.full(3 * self.RATE, 0.1, dtype=np.float32), 0.0)
+        self.hearing.speaking.set()
+
+    def chunks(self, probabilities: list[float], at_s: float) -> None:
         for i, probability in enumerate(probabilities):
-            clock.set(at_s + (i + 1) * chunk)  # a chunk is seen once it has all come in
-            hearing._watch(at_s + i * chunk, probability)
+            self.clock.set(at_s + (i + 1) * self.CHUNK)  # a chunk is seen once all come in
+            self.hearing._watch(at_s + i * self.CHUNK, probability)
 
-    chunks([0.1, 0.9], 0.5)  # a cough: one chunk of "speech" holds the answer ...
-    held_at = clock.now_s()
-    chunks([0.2], held_at)  # ... and the next, not speech, lets it play on
-    assert barges == [] and hearing.holds_released == 1
+
+def test_speech_over_the_answer_holds_it_at_once_and_a_cough_does_not_kill_it() -> None:
+    watched = _Watched()
+    rate, chunk, sink, hearing = watched.RATE, watched.CHUNK, watched.sink, watched.hearing
+    watched.chunks([0.1, 0.9], 0.5)  # a cough: one chunk of "speech" holds the answer ...
+    held_at = watched.clock.now_s()
+    watched.chunks([0.2], held_at)  # ... and the next, not speech, lets it play on
+    assert watched.barges == [] and hearing.holds_released == 1
     assert sink.played(held_at + chunk + 0.5) == pytest.approx((held_at + 0.5) * rate, abs=2)
-    chunks([0.8, 0.9, 0.95], 1.5)  # the wearer speaks: silent after one chunk, stopped after two
-    assert barges == [(1.5, 1.5 + chunk)]
+    watched.chunks([0.8, 0.9, 0.95], 1.5)  # speech: silent after one chunk, stopped after two
+    assert watched.barges == [(1.5, 1.5 + chunk)]
     # Silent since the first chunk of speech (the runtime stops it for good): the wearer
     # heard 1.5 s of answer, the cough's gap of one chunk shifting it.
     assert sink.played(5.0) == sink.played(1.6) == pytest.approx(1.5 * rate, abs=2)
 
 
-def test_a_sounds_onset_holds_the_answer_until_the_vad_has_had_time_to_call_it(
-        tmp_path: Path) -> None:
-    from glasses_agent.clock import ManualClock
+def test_a_sounds_onset_holds_the_answer_until_the_vad_has_had_time_to_call_it() -> None:
     from glasses_agent.edge.hearing import HearingThread
-    from glasses_agent.stages import Pipeline
 
-    rate, chunk = 16_000, 0.032
-    clock = ManualClock()
-    sink = WavFileSink(None, rate, realtime=True)
-    barges: list[tuple[float, float]] = []
-    hearing = HearingThread([], Pipeline([]), clock=clock, on_frame=lambda heard: None,
-                            on_barge_in=lambda start, silenced: barges.append((start, silenced)),
-                            sink=sink, fast=True)
+    watched = _Watched()
+    rate, chunk, sink, hearing = watched.RATE, watched.CHUNK, watched.sink, watched.hearing
     onsets: set[float] = set()  # where the echo stage would say a sound not ours begins
     hearing.barge_in._onset = lambda start_s: round(start_s, 3) in onsets  # type: ignore[method-assign]
-    sink.play(np.full(3 * rate, 0.1, dtype=np.float32), 0.0)
-    hearing.speaking.set()
-
-    def chunks(probabilities: list[float], at_s: float) -> None:
-        for i, probability in enumerate(probabilities):
-            clock.set(at_s + (i + 1) * chunk)
-            hearing._watch(at_s + i * chunk, probability)
-
     onsets.add(0.5)
-    chunks([0.1], 0.5)  # a sound's onset, the VAD not (yet) calling it speech: held at once
+    watched.chunks([0.1], 0.5)  # a sound's onset, the VAD not (yet) calling it speech: held
     assert sink.played(5.0) == pytest.approx(0.532 * rate, abs=2)
     grace_chunks = round(HearingThread.ONSET_GRACE_S / chunk)
-    chunks([0.1] * (grace_chunks - 1), 0.532)  # the VAD is given its time ...
+    watched.chunks([0.1] * (grace_chunks - 1), 0.532)  # the VAD is given its time ...
     assert hearing.holds_released == 0
-    chunks([0.1], 0.5 + grace_chunks * chunk)  # ... and says no: a door, a click
-    assert hearing.holds_released == 1 and barges == []  # the answer plays on from there
+    watched.chunks([0.1], 0.5 + grace_chunks * chunk)  # ... and says no: a door, a click
+    assert hearing.holds_released == 1 and watched.barges == []  # the answer plays on
     onsets.add(1.5)
-    chunks([0.2, 0.3, 0.8, 0.9], 1.5)  # speech: the VAD catches up while it is held
-    assert barges == [(1.564, 1.532)]  # silent since the onset, before the VAD's start
+    watched.chunks([0.2, 0.3, 0.8, 0.9], 1.5)  # speech: the VAD catches up while it is held
+    assert watched.barges == [(1.564, 1.532)]  # silent since the onset, before the VAD's start
     released_s = 0.5 + (grace_chunks + 1) * chunk
     assert sink.played(5.0) == pytest.approx((0.532 + 1.532 - released_s) * rate, abs=2)
 
