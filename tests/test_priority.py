@@ -46,6 +46,7 @@ def test_an_error_in_the_background_comes_back_to_the_caller() -> None:
 
 def test_lowering_a_thread_never_raises_it_back() -> None:
     seen: list[int] = []
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # CI may run niced
 
     def body() -> None:
         lower_this_thread(15)
@@ -55,4 +56,4 @@ def test_lowering_a_thread_never_raises_it_back() -> None:
     thread = threading.Thread(target=body)
     thread.start()
     thread.join()
-    assert seen == [15]
+    assert seen == [max(base, 15)]
