@@ -315,13 +315,16 @@ def test_the_wearers_speech_over_the_answer_holds_it_within_100_ms_and_our_voice
                _speech("It is Friday, the fourth of December. You have two notes saved.",
                        voice="en-us+f3")]
     lead = np.zeros(8000, dtype=np.float32)
-    held_by_echo = []
+    held_by_echo: list[tuple[float, bool]] = []
     for a, answer in enumerate(answers):
         for p, path in enumerate(PATHS):
             for noise in (None, -50.0):
                 played = np.concatenate([lead, answer, lead])
                 held_by_echo += holds(_echo_of(played, path, noise, seed=a * 10 + p), played)
-    # (one chunk, maybe, where the filter is shorter than the room: 20 ms of reverb)
+    # Never on a sound's onset (the canceller's score: numpy, the same on any CPU); the VAD
+    # may call one chunk of our voice speech where the filter is shorter than the room (20
+    # ms of reverb), as the barge-in test above allows.
+    assert [t for t, by_onset in held_by_echo if by_onset] == [], held_by_echo
     assert len(held_by_echo) <= 1, held_by_echo
 
     played = np.concatenate([lead, answers[0], lead])
@@ -334,5 +337,5 @@ def test_the_wearers_speech_over_the_answer_holds_it_within_100_ms_and_our_voice
             mic = _echo_of(played, path, -50.0, seed=1)
             span = slice(start, start + len(wearer))
             mic[span] += wearer * (rms(mic[span]) / rms(wearer) * 10 ** (10 / 20))  # +10 dB
-            held = [t for t in holds(mic, played) if t > true_start_s - 0.05]
+            held = [t for t, _ in holds(mic, played) if t > true_start_s - 0.05]
             assert held and held[0] - true_start_s <= 0.1, (voice, path.impulse[:3], held[:1])

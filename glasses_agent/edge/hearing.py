@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import queue
 import threading
@@ -78,7 +79,6 @@ class EchoStage:
         self.reference = reference
         self.canceller = canceller or EchoCanceller()
         self._start_s: float | None = None  # the start of the samples the canceller holds
-        self._block_s = self.canceller.block / 16_000  # the listener's rate until a chunk says
         self._scores: collections.deque[tuple[float, float, bool]] = collections.deque(
             maxlen=self._KEPT_BLOCKS)
 
@@ -91,7 +91,7 @@ class EchoStage:
         cleaned = self.canceller.process(frame.samples, ref)
         if not len(cleaned):
             return []
-        block_s = self._block_s = self.canceller.block / frame.sample_rate_hz
+        block_s = self.canceller.block / frame.sample_rate_hz
         for i, (score, settled) in enumerate(zip(self.canceller.near_end_db,
                                                  self.canceller.settled, strict=True)):
             self._scores.append((self._start_s + i * block_s, score, settled))
@@ -114,9 +114,9 @@ class EchoStage:
         before). A lone block is not enough: what a filter too short for the room leaves
         of our voice comes in single bursts. None where it had not settled (the first
         tenths of a second of our voice, or the path just changed)."""
-        blocks = self._blocks(start_s - self._block_s, duration_s + self._block_s)
-        pairs = [min(a[1], b[1]) for a, b in zip(blocks, blocks[1:], strict=False)
-                 if a[2] and b[2] and b[0] >= start_s - 1e-6]
+        end_s = start_s + duration_s - 1e-6
+        pairs = [min(a[1], b[1]) for a, b in itertools.pairwise(self._scores)
+                 if start_s - 1e-6 <= b[0] < end_s and a[2] and b[2]]
         return max(pairs) if pairs else None
 
     def _blocks(self, start_s: float, duration_s: float) -> list[tuple[float, float, bool]]:

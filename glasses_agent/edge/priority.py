@@ -5,8 +5,8 @@ second each) and the look at the wake phrase compete with Whisper at the end of 
 wearer's question, which is what the wearer waits for. Linux keeps a nice value per
 thread, and a thread starts with its creator's: so the threads that see (the loop, and
 the thread pools onnxruntime makes when the vision models are loaded, inside
-``in_background``) run at ``BACKGROUND_NICE``, the look a little higher (``Eyes``:
-a question about the view may wait for it), and the scheduler gives the hearing thread
+``in_background``) run at ``BACKGROUND_NICE``, the look a little higher (``LOOK_NICE``),
+and the scheduler gives the hearing thread
 and Whisper's threads the cores first. Elsewhere (macOS, Windows), or where the value
 cannot be set, everything runs at one priority, as before.
 """
@@ -19,9 +19,13 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["BACKGROUND_NICE", "in_background", "lower_this_thread"]
+__all__ = ["BACKGROUND_NICE", "LOOK_NICE", "in_background", "lower_this_thread"]
 
 BACKGROUND_NICE = 10  # CFS weight 110 against 1,024 at 0: about a tenth of a contended core
+# The look at the view as a question begins (and the JPEGs): a question about the view may
+# wait for it, so it sits between hearing and the steady loop (at 10 it finished 300-400 ms
+# after Whisper; at 0 it slowed Whisper on every question: docs/speaking.md).
+LOOK_NICE = 5
 
 T = TypeVar("T")
 

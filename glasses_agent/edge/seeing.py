@@ -34,7 +34,7 @@ from glasses_agent.edge.events import Tap
 from glasses_agent.edge.perception.keyframe import sharpness
 from glasses_agent.edge.perception.loop import Perceiver, PerceptionLoop
 from glasses_agent.edge.perception.privacy import FaceRedactor, PrivacyOnError
-from glasses_agent.edge.priority import BACKGROUND_NICE, lower_this_thread
+from glasses_agent.edge.priority import BACKGROUND_NICE, LOOK_NICE, lower_this_thread
 from glasses_agent.edge.router import Keyframe
 from glasses_agent.edge.sources.camera import CameraCapture, PrivacySwitch
 from glasses_agent.frames import Perception, VideoFrame
@@ -42,8 +42,6 @@ from glasses_agent.frames import Perception, VideoFrame
 __all__ = ["Eyes"]
 
 T = TypeVar("T")
-
-LOOK_NICE = 5  # the look (and the JPEGs): between hearing (0) and the steady loop
 
 
 class Eyes:

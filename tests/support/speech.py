@@ -122,14 +122,16 @@ def barge_ins(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
     return _watch(mic, played, chunk=chunk)[0]
 
 
-def holds(mic: Audio, played: Audio, *, chunk: int = 512) -> list[float]:
+def holds(mic: Audio, played: Audio, *, chunk: int = 512) -> list[tuple[float, bool]]:
     """Where (seconds, the end of the chunk that decides it) the hearing thread would hold
     the answer on ``mic`` while ``played`` plays: each chunk that starts a run of chunks
-    the ``BargeInWatch`` calls speech or a sound's onset."""
+    the ``BargeInWatch`` calls speech or a sound's onset; True where the onset held it
+    (the echo canceller's score alone, before the VAD)."""
     return _watch(mic, played, chunk=chunk)[1]
 
 
-def _watch(mic: Audio, played: Audio, *, chunk: int) -> tuple[list[float], list[float]]:
+def _watch(mic: Audio, played: Audio, *, chunk: int
+           ) -> tuple[list[float], list[tuple[float, bool]]]:
     from glasses_agent.edge.hearing import BargeInWatch, EchoStage
     from glasses_agent.edge.speech.vad import VadStage
     from glasses_agent.frames import AudioChunk
@@ -144,7 +146,7 @@ def _watch(mic: Audio, played: Audio, *, chunk: int) -> tuple[list[float], list[
     echo = EchoStage(reference)
     watch = BargeInWatch(echo)
     fired: list[float] = []
-    held: list[float] = []
+    held: list[tuple[float, bool]] = []
     was_holding = False
 
     def on_probability(start_s: float, probability: float) -> None:
@@ -152,7 +154,7 @@ def _watch(mic: Audio, played: Audio, *, chunk: int) -> tuple[list[float], list[
         began = watch.update(start_s, probability)
         holding = watch.voiced or watch.onset
         if holding and not was_holding:
-            held.append(start_s + BargeInWatch.CHUNK_S)
+            held.append((start_s + BargeInWatch.CHUNK_S, watch.onset and not watch.voiced))
         was_holding = holding
         if began is not None:
             fired.append(began)

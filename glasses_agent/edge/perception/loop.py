@@ -201,8 +201,7 @@ class PerceptionLoop:
     def start(self) -> PerceptionLoop:
         """Run the loop on its own thread (``stop()`` ends it)."""
         def target() -> None:
-            if self.nice:
-                lower_this_thread(self.nice)
+            lower_this_thread(self.nice)  # (0: left as it is)
             try:
                 self.run()
             except BaseException as exc:  # surfaced by stop()

@@ -161,8 +161,7 @@ class EchoCanceller:
 
     def _near_end(self, d: np.ndarray, x: np.ndarray, residual: np.ndarray | None,
                   cleaned: np.ndarray) -> float:
-        """How far (dB) ``cleaned`` stands above what echo alone would leave of ``d``; keeps
-        the count of well-cancelled blocks behind ``settled``."""
+        """How far (dB) ``cleaned`` stands above what echo alone would leave of ``d``."""
         mic = float(np.mean(d * d)) + 1e-12
         self._mic_energy.append(mic)
         noise = max(min(self._mic_energy), self._FLOOR)
@@ -177,23 +176,30 @@ class EchoCanceller:
                 if len(self._ratios) >= 3 else 1.0)  # no estimate yet: assume none
         out = float(np.mean(cleaned * cleaned)) + 1e-12
         score = 10.0 * float(np.log10(out / (loss * mic + noise)))
-        if residual is None:  # nothing played lately: check the filter on our next sound
-            self._quiet_blocks += 1  # (again from the start after a long silence, in which
-            long = self._quiet_blocks >= self._QUIET_BLOCKS  # the path may have changed)
-            self._settled_run = 0 if long else min(self._settled_run, self._SETTLED_BLOCKS - 1)
-            return score
-        self._quiet_blocks = 0
-        if cancelled is not None:
-            if cancelled:
-                self._settled_run += 1
-                self._talked_over = 0
-            elif score < self._SETTLED_NEAR_END_DB:
-                self._settled_run = 0  # our own voice, badly cancelled: the filter is off
-            else:  # someone else talking over us: the filter is as good as it was, for a
-                self._talked_over += 1  # while (past that, it may have learnt their voice)
-                if self._talked_over > self._TALKED_OVER_BLOCKS:
-                    self._settled_run = 0
+        self._count_settled(played=residual is not None, cancelled=cancelled, score=score)
         return score
+
+    def _count_settled(self, *, played: bool, cancelled: bool | None, score: float) -> None:
+        """After a block: the run of well-cancelled blocks behind ``settled``. ``played``:
+        something of ours played lately; ``cancelled``: the echo-present block was cancelled
+        (None: no echo in it); ``score``: its near-end score."""
+        if not played:  # nothing played lately: check the filter on our next sound (again
+            self._quiet_blocks += 1  # from the start after a long silence, in which the
+            long = self._quiet_blocks >= self._QUIET_BLOCKS  # path may have changed)
+            self._settled_run = 0 if long else min(self._settled_run, self._SETTLED_BLOCKS - 1)
+            return
+        self._quiet_blocks = 0
+        if cancelled is None:
+            return
+        if cancelled:
+            self._settled_run += 1
+            self._talked_over = 0
+        elif score < self._SETTLED_NEAR_END_DB:
+            self._settled_run = 0  # our own voice, badly cancelled: the filter is off
+        else:  # someone else talking over us: the filter is as good as it was, for a while
+            self._talked_over += 1  # (past that, it may have learnt some of their voice)
+            if self._talked_over > self._TALKED_OVER_BLOCKS:
+                self._settled_run = 0
 
     def _block(self, d: np.ndarray, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """One block: the echo estimate out of ``d``, the filter adapted on the error, the
