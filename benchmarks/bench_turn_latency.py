@@ -19,7 +19,9 @@ The three take turns file by file (the order rotates), so the machine's load fal
 all of them alike. Latency: from the true end of speech in the file (the clean
 synthesized clip's last 10 ms frame within 35 dB of its peak) to the moment the file's
 last transcript came out, on the wall clock. WER: word errors over reference words, of
-all the file's transcripts joined. ``ratio``: ours / pipecat.
+all the file's transcripts joined (a transcript that ``revises`` the one before it
+replaces it: the wearer went on after a pause taken for the end, and the turn was
+re-opened; ``revised`` counts these). ``ratio``: ours / pipecat.
 
 Make the peer's environment (once; pipecat-ai 1.14.0 and its Silero + Whisper extras)::
 
@@ -264,7 +266,8 @@ def summary(rows: list[dict[str, Any]], words: int) -> dict[str, Any]:
     out = {"p50_ms": pct(latency, 50), "p95_ms": pct(latency, 95),
            "max_ms": round(max(latency), 1) if latency else None,
            "word_errors": errs, "words": words, "wer": round(errs / words, 3),
-           "answered": len(latency), "split": sum(r["transcripts"] > 1 for r in rows)}
+           "answered": len(latency), "split": sum(r["transcripts"] > 1 for r in rows),
+           "revised": sum(r.get("revised", 0) for r in rows)}
     if rows and "smart_turn_calls" in rows[0]:
         out["smart_turn_calls"] = sum(r["smart_turn_calls"] for r in rows)
         out["speculations"] = sum(r["speculations"] for r in rows)
@@ -341,11 +344,15 @@ def main() -> None:
                     pipeline = (build_listener(config, asr=asr) if system == "ours"
                                 else build_before(before_config, before_asr))
                     got, _ = stream(pipeline, audio)
+                    revised = sum(t.revises for t, _, _ in got)
+                    # a transcript that revises the one before is the whole turn again
+                    got = [g for i, g in enumerate(got)
+                           if i + 1 == len(got) or not got[i + 1][0].revises]
                     texts = [t.text for t, _, _ in got]
                     times = [a for _, a, _ in got]
                     audio_times = [round(d - end_s, 3) for _, _, d in got]
                     turn = pipeline.stages[-1]
-                    extra = {"asr_ms": [t.asr_ms for t, _, _ in got]}
+                    extra = {"asr_ms": [t.asr_ms for t, _, _ in got], "revised": revised}
                     if system == "ours":
                         model = getattr(turn, "turn", None)
                         extra["speculations"] = getattr(turn, "speculations", 0)

@@ -146,7 +146,12 @@ class Word:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transcript:
-    """The final text of one utterance. ``asr_ms``: end of speech to final text."""
+    """The final text of one utterance. ``asr_ms``: end of speech to final text.
+
+    ``revises``: the wearer went on after an earlier transcript of this turn had been
+    handed on (a pause taken for its end); this one is the whole turn again and
+    replaces that one (whose answer should be dropped).
+    """
 
     text: str
     start_s: float
@@ -154,6 +159,7 @@ class Transcript:
     words: tuple[Word, ...] = ()
     language: str = "en"
     asr_ms: float = 0.0
+    revises: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

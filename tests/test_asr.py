@@ -15,7 +15,7 @@ from glasses_agent.config import AsrConfig, Config
 from glasses_agent.edge.sources import FileAudioSource, read_audio_file
 from glasses_agent.edge.speech.asr import WhisperAsr, whisper_base_dir
 from glasses_agent.edge.speech.pipeline import build_transcriber, run_source
-from glasses_agent.edge.speech.text import word_error_rate
+from glasses_agent.edge.speech.text import unlooped, word_error_rate
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import Transcript
 
@@ -81,6 +81,46 @@ def test_a_short_encoder_window(tiny: WhisperAsr) -> None:
     assert word_error_rate(QUESTION, fast.recognize(audio).text) <= 0.1
     with pytest.raises(BadInputError, match="encoder_window_s"):
         WhisperAsr(AsrConfig(encoder_window_s=45.0))
+
+
+def test_a_looped_decoder_is_undone_and_a_person_s_repeats_are_kept() -> None:
+    def said(text: str) -> str:
+        words = text.split()
+        return " ".join(words[i] for i in unlooped(words))
+
+    # seen from Whisper tiny.en at pauses after "hey glasses," (the phrase as prefix)
+    assert said("Hey glasses, glasses, glasses, glasses, glasses, glasses") == "Hey glasses,"
+    assert said("Hey glasses, what is this? Hey glasses, what is this?") == (
+        "Hey glasses, what is this?")
+    assert said("Where did I? Where did I? Where did I? Where did I?") == "Where did I?"
+    assert said("What is the price of this? What is the price of this? Thank you.") == (
+        "What is the price of this? Thank you.")
+    for kept in ("no, no", "bye bye", "I think that that is right", "is this this one?",
+                 "hey glasses, hey glasses", ""):
+        assert said(kept) == kept, kept
+    assert said("very very very good") == "very good"  # a loop of one word: once
+
+
+def test_the_decoder_is_bounded_by_the_audio_s_length(tiny: WhisperAsr) -> None:
+    # A bound of TOKENS_PER_S per second (a loop stops there) leaves fast speech whole:
+    # 8 sentences in 20 s at 200 words a minute.
+    import glasses_agent.edge.speech.asr as asr_module
+
+    sentences = ["the weather is nice today", "call my mother tonight",
+                 "how much is this bottle of wine", "read the label on this box",
+                 "which platform does the next train leave from", "set a timer for ten minutes",
+                 "what does this sign say", "remind me to buy milk"]
+    parts: list[float | object] = [0.2]
+    for sentence in sentences:
+        parts += [speak(sentence, "en-us", speed_wpm=200), 0.25]
+    audio, _ = compose(parts)  # type: ignore[arg-type]
+    assert len(audio) / 16_000 < 20
+    whole = tiny.recognize(audio)
+    assert word_error_rate(" ".join(sentences), whole.text) <= 0.2, whole.text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asr_module, "TOKENS_PER_S", 1)
+        cut = tiny.recognize(audio)
+    assert len(cut.text.split()) < len(whole.text.split()) // 2, cut.text
 
 
 def test_language_choice_is_checked(tiny: WhisperAsr) -> None:

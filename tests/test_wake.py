@@ -128,11 +128,27 @@ def test_speech_without_the_phrase_is_not_for_us(asr: WhisperAsr, tmp_path: Path
     pipeline = build_listener(config, asr=asr)
     frames = list(run_source(pipeline, FileAudioSource(write_wav(tmp_path / "n.wav", audio))))
     gate = pipeline.stages[1]
-    assert gate.spotter.calls == len(NEGATIVES)  # type: ignore[attr-defined]
+    # once per segment, twice where a pause's spotting did not wake (a second chance)
+    assert len(NEGATIVES) <= gate.spotter.calls <= 2 * len(NEGATIVES)  # type: ignore[attr-defined]
     false_accepts = len(_of(frames, WakeDetected))
     assert false_accepts <= FALSE_ACCEPTS_ALLOWED
     assert _of(frames, Utterance) == [] and _of(frames, Transcript) == []
     assert len(truth) == len(NEGATIVES)
+
+
+def test_a_segment_not_woken_at_its_pause_is_spotted_again_on_a_longer_window(
+        asr: WhisperAsr, tmp_path: Path) -> None:
+    # The spotting at a pause sees only the speech before it; a voice Whisper mishears there
+    # ("Take glasses.", 0.46, flite slt) may be heard on more: a second chance, not a second
+    # bar. Measured in benchmarks/bench_hearing.py --only wake (docs/hearing.md).
+    first, rest = speak("so I was thinking"), speak("we could leave a little earlier tomorrow")
+    audio, _ = compose([0.6, first, 0.4, rest, 1.2])
+    pipeline = build_listener(DEFAULT, asr=asr)
+    frames = list(run_source(pipeline, FileAudioSource(write_wav(tmp_path / "p.wav", audio))))
+    # one segment (a pause of 0.4 s is inside it), spotted at its pause and again later (a
+    # pause's spotting that heard the phrase's number of words was the only one before)
+    assert pipeline.stages[1].spotter.calls == 2  # type: ignore[attr-defined]
+    assert _of(frames, WakeDetected) == [] and _of(frames, Transcript) == []
 
 
 def test_a_tap_opens_an_utterance_without_the_phrase(asr: WhisperAsr, tmp_path: Path) -> None:

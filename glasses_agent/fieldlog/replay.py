@@ -190,8 +190,11 @@ def _hear(log: FieldLog, config: Config, asr: Any, progress: bool) -> list[_Hear
     heard: list[_Heard] = []
 
     def collect(frames: Iterable[Any]) -> None:
-        heard.extend(_Heard(f.text, (f.start_s, f.end_s)) for f in frames
-                     if isinstance(f, Transcript))
+        for f in frames:
+            if isinstance(f, Transcript):
+                if f.revises and heard:
+                    heard.pop()  # the wearer went on: this one is the whole turn again
+                heard.append(_Heard(f.text, (f.start_s, f.end_s)))
 
     blocks = list(log.audio())
     for start_s, samples, rate_hz in _progress(blocks, "replaying audio", progress):

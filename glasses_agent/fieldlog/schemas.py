@@ -216,6 +216,8 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "start_s": _NUMBER, "end_s": _NUMBER, "text": _STRING,
             "words": {"type": "array"}, "phrase": _STRING, "score": _NUMBER,
             "asr_ms": _NUMBER, "language": _STRING,
+            "revises": {"type": "boolean", "description": "transcript: the whole turn again, "
+                        "replacing the one before it (the wearer went on after a pause)"},
         }, required=["kind", "audio_s", "wall_s"]),
     "glasses_agent.HearingControl": _object(
         "glasses_agent.HearingControl", HEARING_CONTROL.about, {

@@ -18,6 +18,7 @@ conditioning on earlier text (each utterance stands alone).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from edge_models.errors import ModelFileError
 from edge_models.joined import joined_path
 from edge_models.registry import ModelSpec, check, companion_paths, get_spec
 from glasses_agent.config import AsrConfig
+from glasses_agent.edge.speech.text import unlooped
 from glasses_agent.errors import BadInputError
 from glasses_agent.frames import FloatArray, Frame, SpeechEnded, Transcript, Utterance, Word
 
@@ -47,6 +49,11 @@ __all__ = [
 REGISTERED = {"tiny.en": "whisper_tiny_en", "base": "whisper_base"}
 MODELS = tuple(REGISTERED)
 SAMPLE_RATE_HZ = 16_000
+# Tokens a window of speech can need: fast speech is about 4.5 tokens a second with its
+# punctuation; the bound stops a decoder caught in a loop ("glasses, glasses, ...", seen
+# at a pause after a wake phrase given as prefix: 110 words, over a second) early.
+TOKENS_PER_S = 10
+TOKENS_EXTRA = 12
 DEFAULT_ASR = AsrConfig()
 
 
@@ -194,9 +201,13 @@ class WhisperAsr:
 
         ``prefix``: the text the transcript is known to start with (the wake phrase the
         gate heard), given to the decoder as its first tokens; ``encoder_window_s``:
-        instead of ``asr.encoder_window_s``.
+        instead of ``asr.encoder_window_s``; ``max_new_tokens``: by default
+        ``TOKENS_PER_S`` per second of audio (at most 30 s) and ``TOKENS_EXTRA``.
         """
         audio = np.ascontiguousarray(samples, dtype=np.float32)
+        if max_new_tokens is None:  # per 30 s window
+            max_new_tokens = TOKENS_EXTRA + math.ceil(
+                TOKENS_PER_S * min(len(audio) / SAMPLE_RATE_HZ, 30.0))
         self.model.encoder_frames = self._encoder_frames(len(audio), encoder_window_s)
         segments, info = self.model.transcribe(
             audio,
@@ -220,8 +231,18 @@ class WhisperAsr:
             for w in segment.words or ():
                 words.append(Word(text=w.word.strip(), start_s=float(w.start),
                                   end_s=float(w.end), probability=float(w.probability)))
+        text = " ".join(t.strip() for t in texts if t.strip())
+        # A looped decoder ("glasses, glasses, ...", the question twice): each block once.
+        if words:
+            keep = unlooped([w.text for w in words])
+            if len(keep) < len(words):
+                words = [words[i] for i in keep]
+                text = " ".join(w.text for w in words)
+        else:
+            tokens = text.split()
+            text = " ".join(tokens[i] for i in unlooped(tokens))
         return Recognition(
-            text=" ".join(t.strip() for t in texts if t.strip()),
+            text=text,
             words=tuple(words),
             language=str(info.language),
             language_probability=float(info.language_probability),

@@ -30,6 +30,7 @@ def transcript_dict(transcript: Transcript) -> dict[str, Any]:
         "end_s": transcript.end_s,
         "asr_ms": transcript.asr_ms,
         "language": transcript.language,
+        "revises": transcript.revises,
         "words": [
             {"text": w.text, "start_s": w.start_s, "end_s": w.end_s, "probability": w.probability}
             for w in transcript.words
@@ -38,7 +39,8 @@ def transcript_dict(transcript: Transcript) -> dict[str, Any]:
 
 
 def format_transcript(transcript: Transcript) -> str:
-    return f"[{transcript.start_s:6.2f} - {transcript.end_s:6.2f}] {transcript.text}"
+    mark = " (the whole turn again, instead of the line before)" if transcript.revises else ""
+    return f"[{transcript.start_s:6.2f} - {transcript.end_s:6.2f}] {transcript.text}{mark}"
 
 
 def print_frames(frames: Iterable[Frame], *, as_json: bool, show_wake: bool = False) -> int:

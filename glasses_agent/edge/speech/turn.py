@@ -19,14 +19,18 @@ One turn, in audio time, silence counted from the end of the speech so far::
                    text's verdict (``text_verdict``) when it is done
                complete_silence_s (0.15 s): a "question" ends here (unless Whisper
                    gives its last word less than 0.5: then "unsure")
-               check_silence_s (0.2 s): an "open" one goes to Smart Turn: complete -> ends
+               check_silence_s (0.2 s): an "open" or "unsure" one goes to Smart Turn:
+                   complete -> ends
                incomplete_silence_s (0.35 s): an "open" one Smart Turn held back ends
-               unsure_silence_s (0.7 s): an "unsure" question ends (past a pause
-                   inside a sentence: "what's the, um" reads as "What's up?")
+               unsure_silence_s (0.7 s): an "unsure" one Smart Turn held back ends (past
+                   a pause inside a sentence: "what's the, um" reads as "What's up?")
                max_silence_s (1.0 s): the VAD closes the utterance: any turn ends
                    ("incomplete" and "empty" ones wait for this; a turn that began
                    with the wake phrase and has nothing after it yet is "empty")
     speech resumes first: SpeechResumed -> the speculative text is dropped, the turn goes on
+    speech resumes after the turn ended (the wearer went on, inside the VAD's bound): the
+                   turn is re-opened; its next transcript is the whole turn again, marked
+                   ``revises`` (it replaces the one handed on, whose answer is dropped)
 
 A turn ends with its transcript: the one made at the pause when nothing was said
 since (so the wearer does not wait for Whisper), else a new one.
@@ -42,8 +46,11 @@ not (docs/hearing.md). Other turns (push-to-talk, a follow-up) use ``asr.encoder
 
 Smart Turn runs only at a candidate end of a turn meant for the assistant (after the
 wake gate), never on silence and never on bystanders' speech. Speech that resumes
-after a turn was answered early (within ``max_silence_s``, so inside the same VAD
-segment) is a new turn, transcribed from where it resumed.
+after a turn was ended early (within ``max_silence_s``, so inside the same VAD
+segment) re-opens it: an early end is a guess ("hey glasses, can you" reads as a
+question; Smart Turn may call a content word's end complete), and what the wearer said
+is one request, so the next transcript covers the whole turn (``Transcript.revises``:
+the runtime's new question wins over the early one, and a log reader replaces it).
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -265,7 +272,7 @@ class TurnStage:
         self._candidate: _Candidate | None = None
         self._last_ended: SpeechEnded | None = None
         self._answered = False
-        self._turn_from_s: float | None = None
+        self._revising = False
         self._phrase_heard = False
         self.speculations = 0
         self.early_ends = 0
@@ -288,7 +295,7 @@ class TurnStage:
         if isinstance(frame, SpeechStarted):
             self._candidate = None
             self._answered = False
-            self._turn_from_s = None
+            self._revising = False
             self._phrase_heard = False
             return [frame]
         if isinstance(frame, WakeDetected):
@@ -298,9 +305,9 @@ class TurnStage:
             return [frame, *self._on_pause(frame)]
         if isinstance(frame, SpeechResumed):
             self._candidate = None
-            if self._answered:  # the turn was answered: what follows is a new one
+            if self._answered:  # the wearer went on after an early end: the turn re-opens
                 self._answered = False
-                self._turn_from_s = frame.timestamp_s
+                self._revising = True
             return [frame]
         if isinstance(frame, SpeechEnded):
             self._last_ended = frame
@@ -316,20 +323,9 @@ class TurnStage:
                                 < self._audio_end_s - self._keep_s):
             self._recent.popleft()
 
-    def _turn_audio(self, utterance: Utterance) -> Utterance:
-        """The utterance from where this turn began (after an earlier turn in its segment)."""
-        if self._turn_from_s is None:
-            return utterance
-        begin = max(0, round((self._turn_from_s - self.preroll_s - utterance.start_s) * RATE_HZ))
-        samples = utterance.samples[begin:]
-        start_s = utterance.start_s + begin / RATE_HZ
-        return Utterance(start_s=start_s, end_s=start_s + len(samples) / RATE_HZ,
-                         samples=np.ascontiguousarray(samples),
-                         sample_rate_hz=utterance.sample_rate_hz, trigger=utterance.trigger)
-
     def _with_phrase(self) -> bool:
         """Whether this turn began with the wake phrase (Whisper is given it)."""
-        return bool(self._phrase_heard and self._turn_from_s is None and self.prefix)
+        return bool(self._phrase_heard and self.prefix)
 
     def _after_phrase(self, text: str) -> str:
         """``text`` without the wake phrase, twice (Whisper may repeat the given phrase)."""
@@ -341,16 +337,16 @@ class TurnStage:
                     speech_end_s: float) -> Transcript:
         with_phrase = self._with_phrase()
         return self.asr.transcribe(
-            self._turn_audio(utterance), speech_start_s=speech_start_s,
+            utterance, speech_start_s=speech_start_s,
             speech_end_s=speech_end_s, timer=self.timer,
             prefix=self.prefix if with_phrase else None,
             encoder_window_s=self.config.encoder_window_s if with_phrase else None)
 
     def _on_pause(self, pause: SpeechPaused) -> list[Frame]:
         self.speculations += 1
-        start_s = pause.start_s if self._turn_from_s is None else self._turn_from_s
+        start_s = pause.start_s
         transcript = self._transcribe(pause.utterance, start_s, pause.timestamp_s)
-        if (not self._phrase_heard and self._turn_from_s is None and self.prefix
+        if (not self._phrase_heard and self.prefix
                 and self._after_phrase(transcript.text) != transcript.text):
             # The phrase said where the gate did not spot it (a follow-up, push-to-talk):
             # Whisper heard it, so the rest of this turn is transcribed as after a wake.
@@ -382,21 +378,21 @@ class TurnStage:
             ended = False
         elif candidate.verdict == "question":
             ended = True
-        elif candidate.verdict == "unsure":
-            if silence_s < cfg.unsure_silence_s - 1e-9:  # longer than a pause in a sentence
-                candidate.next_check_s = cfg.unsure_silence_s
+        else:  # "open", "unsure": the audio decides, else the bounded wait
+            # an "unsure" one waits longer than a pause inside a sentence
+            bound_s = (cfg.unsure_silence_s if candidate.verdict == "unsure"
+                       else cfg.incomplete_silence_s)
+            if silence_s >= bound_s - 1e-9:
+                ended = True
+            elif silence_s < cfg.check_silence_s - 1e-9:
+                candidate.next_check_s = cfg.check_silence_s
                 return []
-            ended = True
-        elif silence_s >= cfg.incomplete_silence_s - 1e-9:
-            ended = True  # the bounded wait of an audio-only "incomplete"
-        elif silence_s < cfg.check_silence_s - 1e-9:
-            candidate.next_check_s = cfg.check_silence_s
-            return []
-        else:
-            probability = self.turn(self._recent_audio(candidate.start_s - TURN_PRE_SPEECH_S))
-            self.last_probability = probability
-            ended = probability >= cfg.threshold
-            candidate.next_check_s = cfg.incomplete_silence_s
+            else:
+                probability = self.turn(
+                    self._recent_audio(candidate.start_s - TURN_PRE_SPEECH_S))
+                self.last_probability = probability
+                ended = probability >= cfg.threshold
+                candidate.next_check_s = bound_s
         self.checks.append(TurnCheck(
             speech_end_s=candidate.pause.timestamp_s, silence_s=round(silence_s, 3),
             text=candidate.transcript.text, verdict=candidate.verdict, probability=probability,
@@ -406,7 +402,14 @@ class TurnStage:
         self._candidate = None
         self._answered = True
         self.early_ends += 1
-        return [candidate.transcript]
+        return [self._handed_on(candidate.transcript)]
+
+    def _handed_on(self, transcript: Transcript) -> Transcript:
+        """The turn's transcript as handed on: ``revises`` after a re-opened turn."""
+        if self._revising:
+            self._revising = False
+            return replace(transcript, revises=True)
+        return transcript
 
     def _recent_audio(self, from_s: float) -> FloatArray:
         chunks = [c for c in self._recent if c.timestamp_s + c.duration_s > from_s]
@@ -429,14 +432,14 @@ class TurnStage:
         if candidate is not None and abs(candidate.pause.timestamp_s - speech_end_s) < 1e-6:
             transcript = candidate.transcript  # the speculation holds: nothing was said since
         else:
-            start_s = self._turn_from_s
-            if start_s is None:
-                start_s = utterance.start_s + self.preroll_s
-                if ended is not None and utterance.start_s <= ended.start_s <= utterance.end_s:
-                    start_s = ended.start_s
+            start_s = utterance.start_s + self.preroll_s
+            if ended is not None and utterance.start_s <= ended.start_s <= utterance.end_s:
+                start_s = ended.start_s
             transcript = self._transcribe(utterance, start_s, speech_end_s)
-        self._turn_from_s = None
-        return [transcript] if transcript.text.strip() else []
+        if not transcript.text.strip():
+            self._revising = False
+            return []
+        return [self._handed_on(transcript)]
 
 
 def check_turn_config(config: TurnConfig) -> None:

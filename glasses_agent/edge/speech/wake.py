@@ -39,8 +39,10 @@ at its first pause after 0.6 s of speech (the segment so far, as if it ended the
 usually "hey glasses," with the question still to come) or at its first chunk 30 dB
 under its loudest after ``min_window_s`` (the window cut there), whichever comes first
 before ``window_s``: the spotting is done while the wearer talks, and a short question
-is known to be for us when its silence begins. Still one spotting per segment (two
-when a pause's heard fewer words than the phrase has).
+is known to be for us when its silence begins. An early spotting that did not wake is
+a second chance's first half: the segment is spotted again at ``window_s`` or its end,
+on more speech. So at most two spottings per segment (more pauses' spottings when one
+heard fewer words than the phrase has).
 """
 
 from __future__ import annotations
@@ -362,6 +364,7 @@ class WakeGate:
         self._keep_s = keep_s + SPOT_PREROLL_S
         self._segment_start_s: float | None = None
         self._spotted = False
+        self._early_done = False
         self._woken = False
         self._bare_phrase = False
         self._armed_until_s: float | None = None
@@ -388,6 +391,7 @@ class WakeGate:
         if isinstance(frame, SpeechStarted):
             self._segment_start_s = frame.timestamp_s
             self._spotted = False
+            self._early_done = False
             self._bare_phrase = False
             self._woken = self._armed_until_s is not None and now_s <= self._armed_until_s
             return [frame]
@@ -422,29 +426,28 @@ class WakeGate:
             start_s = self._segment_start_s
             if end_s >= start_s + self.spotter.window_s:
                 return self._spot(start_s + self.spotter.window_s, now_s, segment_over=False)
-            if self.early_spots and end_s > start_s + self.spotter.min_window_s:
+            if (self.early_spots and not self._early_done
+                    and end_s > start_s + self.spotter.min_window_s):
                 # A quiet 32 ms after min_window_s: the window can be cut there already (a
                 # gap between words, often the one after "hey glasses,"), so the spotting
                 # is done while the wearer still talks, not at the end of a short question.
                 levels = [float(np.mean(np.square(c.samples, dtype=np.float64)))
                           for c in self._recent if c.timestamp_s >= start_s - 0.1]
                 if levels[-1] <= max(levels) * 10 ** (-QUIET_DB / 10):
-                    return self._spot(end_s, now_s, segment_over=False)
+                    return self._early_spot(end_s, now_s, at_pause=False)
         return []
 
     def _on_pause(self, pause: SpeechPaused, now_s: float) -> list[Frame]:
         out: list[Frame] = []
         if (isinstance(self.spotter, PhraseSpotter) and self.early_spots
-                and not self._spotted and not self._woken
+                and not self._spotted and not self._early_done and not self._woken
                 and self._segment_start_s is not None
                 and PAUSE_SPOT_MIN_S <= pause.timestamp_s - self._segment_start_s
                 < self.spotter.window_s):
             # Spotted here, on the segment so far as if it ended here (the phrase would be
             # at its start): usually the pause after "hey glasses,", while the question is
-            # still to come. Heard fewer words than the phrase has: spotted again later.
-            out.extend(self._spot(pause.timestamp_s + 0.15, now_s, segment_over=True))
-            if len(words_of(self.last_heard)) < len(words_of(self.phrase)) and not self._woken:
-                self._spotted = False
+            # still to come.
+            out.extend(self._early_spot(pause.timestamp_s + 0.15, now_s, at_pause=True))
         utterance = pause.utterance
         if utterance.trigger == "button":
             return [*out, pause]
@@ -455,6 +458,21 @@ class WakeGate:
         if self._woken and not bare:
             return [*out, dataclasses.replace(
                 pause, utterance=dataclasses.replace(utterance, trigger="wake"))]
+        return out
+
+    def _early_spot(self, until_s: float, now_s: float, *, at_pause: bool) -> list[Frame]:
+        """A spotting before the segment's window is full (at a pause, at a quiet chunk): on
+        the speech so far. Not woken by it, the segment is spotted again at ``window_s`` or
+        its end, on more speech: a second chance, not a lower bar (flite slt's "hey
+        glasses," heard as "Take glasses." at its pause, 0.46, and woke on the longer
+        window, 0.51-0.60). A pause's spotting that heard fewer words than the phrase has
+        ("Hey.") is done again at the next pause; a quiet chunk's (the window cut there) is
+        not (the next chunk is as quiet)."""
+        out = self._spot(until_s, now_s, segment_over=at_pause)
+        if not self._woken:
+            self._spotted = False
+            self._early_done = not (at_pause and len(words_of(self.last_heard))
+                                    < len(words_of(self.phrase)))
         return out
 
     def _spot(self, until_s: float, now_s: float, *, segment_over: bool) -> list[Frame]:
