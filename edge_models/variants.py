@@ -8,7 +8,8 @@ onnxruntime and these execution providers, and takes int8 only when
 
 - it agrees with fp32: the same top-1 class on at least ``MIN_TOP1`` of the
   frames and a mean cosine similarity of the logits of at least
-  ``MIN_SIMILARITY`` (recognition); the same text boxes (OCR detection); and
+  ``MIN_SIMILARITY`` (recognition); the same text boxes and a mean correlation of the
+  text probability maps of at least ``MIN_MAP_SIMILARITY`` (OCR detection); and
 - it is clearly faster: at most ``MAX_SPEED_RATIO`` of fp32's median time.
 
 Otherwise fp32, with the reason. The decision is cached in the user cache
@@ -42,6 +43,7 @@ __all__ = [
     "CACHE_FILE",
     "INT8_MODES",
     "MAX_SPEED_RATIO",
+    "MIN_MAP_SIMILARITY",
     "MIN_SIMILARITY",
     "MIN_TOP1",
     "SELFCHECK_DIR",
@@ -59,6 +61,11 @@ INT8_MODES = ("auto", "always", "never")
 MIN_TOP1 = 0.9
 MIN_SIMILARITY = 0.98
 MIN_BOX_AGREEMENT = 0.9
+# The text probability maps' Pearson correlation with fp32's, mean over the frames. The
+# 8-bit detector on x86 without VNNI (16-bit sums that saturate, QEMU Haswell) matched the
+# check frame's boxes but gave 0.9947 there, and dropped a box on 1 of 8 bench signs; on
+# AMX 0.9989 (docs/models.md).
+MIN_MAP_SIMILARITY = 0.997
 # "Faster" at load time: clearly so, with room for a busy CPU's noise (the benchmark's goal
 # for the shipped recipe is 0.67x; measured 0.47-0.53x on 2 cores).
 MAX_SPEED_RATIO = 0.8
@@ -215,7 +222,9 @@ def _top1_and_similarity(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[
 def _boxes(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
     from edge_models.bench import _boxes_agree
 
-    return _boxes_agree(ref, got), float("nan")
+    correlation = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ref, got,
+                                                                                strict=True)]
+    return _boxes_agree(ref, got), float(np.nan_to_num(np.mean(correlation)))
 
 
 _METRICS: dict[str, Callable[[list[np.ndarray], list[np.ndarray]], tuple[float, float]]] = {
@@ -265,9 +274,11 @@ def _verdict(task: str, result: CheckResult, isa: str) -> tuple[bool, str]:
                     f"logit similarity {result.similarity:.3f}")
         needed = f"needs {MIN_TOP1:.0%} and {MIN_SIMILARITY}"
     else:
-        agrees = result.agreement >= MIN_BOX_AGREEMENT
-        measured = f"text boxes matched {result.agreement:.0%} on {result.frames} frames"
-        needed = f"needs {MIN_BOX_AGREEMENT:.0%}"
+        agrees = (result.agreement >= MIN_BOX_AGREEMENT
+                  and (result.similarity or 0.0) >= MIN_MAP_SIMILARITY)
+        measured = (f"text boxes matched {result.agreement:.0%} on {result.frames} frames, "
+                    f"map correlation {result.similarity or 0.0:.4f}")
+        needed = f"needs {MIN_BOX_AGREEMENT:.0%} and {MIN_MAP_SIMILARITY}"
     if not agrees:
         return False, f"int8 disagrees with fp32 on this CPU ({isa}): {measured} ({needed})"
     if result.speed_ratio > MAX_SPEED_RATIO:
@@ -296,7 +307,7 @@ def _check_id(task: str) -> str:
 
     prefix = "recognition" if task == "image-classification" else "ocr"
     files = [f"{p.name}:{p.stat().st_size}" for p in _frame_files(prefix)]
-    bounds = (MIN_TOP1, MIN_SIMILARITY, MIN_BOX_AGREEMENT, MAX_SPEED_RATIO,
+    bounds = (MIN_TOP1, MIN_SIMILARITY, MIN_BOX_AGREEMENT, MIN_MAP_SIMILARITY, MAX_SPEED_RATIO,
               SELFCHECK_OCR_SIDE_PX)
     return hashlib.sha256(repr((files, bounds)).encode()).hexdigest()[:12]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -114,13 +115,21 @@ def test_the_decoder_is_bounded_by_the_audio_s_length(tiny: WhisperAsr) -> None:
     for sentence in sentences:
         parts += [speak(sentence, "en-us", speed_wpm=200), 0.25]
     audio, _ = compose(parts)  # type: ignore[arg-type]
-    assert len(audio) / 16_000 < 20
-    whole = tiny.recognize(audio)
-    assert word_error_rate(" ".join(sentences), whole.text) <= 0.2, whole.text
+    seconds = len(audio) / 16_000
+    assert seconds < 20
+    asked: list[object] = []
+    real = tiny.model.transcribe
+
+    def transcribe(*args: object, **kwargs: object) -> object:
+        asked.append(kwargs["max_new_tokens"])
+        return real(*args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(asr_module, "TOKENS_PER_S", 1)
-        cut = tiny.recognize(audio)
-    assert len(cut.text.split()) < len(whole.text.split()) // 2, cut.text
+        patch.setattr(tiny.model, "transcribe", transcribe)
+        whole = tiny.recognize(audio)
+        tiny.recognize(audio, max_new_tokens=7)
+    assert asked == [asr_module.TOKENS_EXTRA + math.ceil(asr_module.TOKENS_PER_S * seconds), 7]
+    assert word_error_rate(" ".join(sentences), whole.text) <= 0.2, whole.text
 
 
 def test_language_choice_is_checked(tiny: WhisperAsr) -> None:

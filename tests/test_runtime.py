@@ -24,7 +24,7 @@ import pytest
 from support.aio import run, running_gateway
 from support.cli import assert_one_line_error, run_agent
 from support.images import face_detector, photo, photograph, render_sign, write_video
-from support.speech import compose, speak, write_wav
+from support.speech import compose, speak, speech_extent, write_wav
 
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
@@ -224,6 +224,34 @@ def test_remember_then_recall_across_a_restart(tmp_path: Path) -> None:
     answer = results[0].answered
     assert answer is not None and answer.route == "device"
     assert "where you parked" in answer.text and "LEVEL 3" in answer.text
+
+
+def test_going_on_after_a_pause_replaces_the_early_turn(tmp_path: Path) -> None:
+    # The first part ends the turn early (a statement, at 0.35 s of silence at most); the
+    # wearer goes on within the VAD's 1 s: the whole turn is heard again (``revises``), and
+    # the early turn's result and the note it kept are dropped.
+    from glasses_agent.edge.memory import MemoryStore
+
+    camera = str(image_file(tmp_path, photograph(render_sign(["LEVEL 3", "Zone B"]))))
+    config = config_for(tmp_path)
+    def trimmed(text: str) -> np.ndarray:  # the synthesizer's own silent edges cut off
+        audio = speak(text)
+        start_s, end_s = speech_extent(audio)
+        return audio[round(start_s * 16_000):round(end_s * 16_000)]
+
+    audio, _ = compose([0.5, trimmed("Remember where I parked."), 0.8,
+                        trimmed("And what time is it?"), 1.2])
+    mic = write_wav(tmp_path / "q.wav", audio)
+    results, events = run(run_glasses(config, Inputs(camera=camera, mic=str(mic), fast=True,
+                                                     silent=True), cloud=None))
+    heard = [e for e in events if isinstance(e, Heard)]
+    assert [h.revises for h in heard] == [False, True], [h.text for h in heard]
+    assert "time" in heard[1].text.lower() and "park" in heard[1].text.lower()
+    [result] = results
+    assert result.heard.query_id == heard[1].query_id
+    kept = 1 if result.decided is not None and result.decided.rule == "remember" else 0
+    with MemoryStore(config.memory.path) as memory:
+        assert len(memory) == kept
 
 
 def test_barge_in_stops_playback_and_tells_the_cloud_what_was_heard(tmp_path: Path) -> None:

@@ -339,3 +339,37 @@ def test_the_wearers_speech_over_the_answer_holds_it_within_100_ms_and_our_voice
             mic[span] += wearer * (rms(mic[span]) / rms(wearer) * 10 ** (10 / 20))  # +10 dB
             held = [t for t, _ in holds(mic, played) if t > true_start_s - 0.05]
             assert held and held[0] - true_start_s <= 0.1, (voice, path.impulse[:3], held[:1])
+
+
+def test_our_own_voice_re_opening_a_turn_does_not_replace_the_question() -> None:
+    # A turn ended early, our answer began, and echo the canceller missed resumed the
+    # segment: the revision (the question + our voice) must not reach the runtime. Only
+    # the speech from where the segment resumed is held to the echo guard.
+    from glasses_agent.clock import ManualClock
+    from glasses_agent.edge.hearing import HearingThread
+    from glasses_agent.edge.speech.playback import SilentSink
+    from glasses_agent.frames import SpeechResumed, Transcript
+    from glasses_agent.stages import Pipeline
+
+    def hearing_after_the_question() -> tuple[HearingThread, list[object]]:
+        heard: list[object] = []
+        hearing = HearingThread([], Pipeline([]), clock=ManualClock(), on_frame=heard.append,
+                                on_barge_in=lambda start_s, held_s: None,
+                                sink=SilentSink(16_000, realtime=False))
+        hearing._emit(Transcript(text="Hey glasses, what is this?", start_s=1.0, end_s=2.5),
+                      2.7)
+        hearing._playing.append([2.9, 6.0])  # our answer plays from 2.9 s
+        return hearing, heard
+
+    whole = Transcript(text="Hey glasses, what is this? It is a mug", start_s=1.0, end_s=3.8,
+                       revises=True)
+    hearing, heard = hearing_after_the_question()
+    hearing._emit(SpeechResumed(timestamp_s=3.1, start_s=1.0), 3.1)  # inside our answer
+    hearing._emit(whole, 4.0)
+    assert [type(h.frame).__name__ for h in heard] == [  # type: ignore[attr-defined]
+        "Transcript", "SpeechResumed"] and hearing.echo_transcripts == 1
+    # the wearer going on before our answer began is theirs: the revision is handed on
+    hearing, heard = hearing_after_the_question()
+    hearing._emit(SpeechResumed(timestamp_s=2.8, start_s=1.0), 2.8)
+    hearing._emit(whole, 4.0)
+    assert len(heard) == 3 and hearing.echo_transcripts == 0

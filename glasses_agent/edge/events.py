@@ -75,7 +75,9 @@ class LinkChanged:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heard:
     """A turn meant for the assistant, transcribed: ``text`` as heard, ``question`` without
-    the wake phrase; ``start_s``/``end_s`` the speech on the runtime clock."""
+    the wake phrase; ``start_s``/``end_s`` the speech on the runtime clock. ``revises``:
+    the wearer went on after a pause taken for the end of the turn; this is the whole
+    turn again, and the turn heard before it (its answer, a note it kept) is dropped."""
 
     timestamp_s: float
     query_id: str
@@ -83,6 +85,7 @@ class Heard:
     question: str
     start_s: float
     end_s: float
+    revises: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

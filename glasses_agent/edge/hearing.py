@@ -52,7 +52,7 @@ from glasses_agent.edge.speech.pipeline import flush_pipeline
 from glasses_agent.edge.speech.playback import AudioSink
 from glasses_agent.edge.speech.vad import VadStage
 from glasses_agent.edge.speech.wake import WakeGate
-from glasses_agent.frames import AudioChunk, ButtonPressed, Frame, Transcript
+from glasses_agent.frames import AudioChunk, ButtonPressed, Frame, SpeechResumed, Transcript
 from glasses_agent.stages import Pipeline
 
 __all__ = ["AudioTapStage", "BargeInWatch", "EchoStage", "HearingThread"]
@@ -266,6 +266,8 @@ class HearingThread:
         # recent), for the transcripts of our own voice (see the module docstring).
         self._playing: collections.deque[list[float]] = collections.deque(maxlen=64)
         self._barge_starts: collections.deque[float] = collections.deque(maxlen=64)
+        self._handed_end_s: float | None = None  # the end of the last transcript handed on
+        self._reopened_s: float | None = None  # where speech resumed after it (a re-open)
         self.echo_transcripts = 0
 
     def to_wall_s(self, audio_s: float) -> float:
@@ -358,19 +360,29 @@ class HearingThread:
         heard = Heard(frame=frame, audio_s=audio_s, wall_s=self.clock.now_s())
         if self.tap is not None:
             self.tap.listener_frame(frame, audio_s, heard.wall_s)
-        if isinstance(frame, Transcript) and self._our_own_voice(frame):
-            self.echo_transcripts += 1
-            logger.info("dropped a transcript of our own voice: %r", frame.text[:60])
-            return
+        if isinstance(frame, Transcript):
+            if self._our_own_voice(frame):
+                self.echo_transcripts += 1
+                logger.info("dropped a transcript of our own voice: %r", frame.text[:60])
+                return
+            self._handed_end_s, self._reopened_s = frame.end_s, None
+        elif (isinstance(frame, SpeechResumed) and self._reopened_s is None
+              and self._handed_end_s is not None and frame.timestamp_s > self._handed_end_s):
+            self._reopened_s = frame.timestamp_s
         self.on_frame(heard)
 
     def _our_own_voice(self, transcript: Transcript) -> bool:
-        """Speech wholly inside our playback, with no barge-in of the wearer in it."""
+        """Speech wholly inside our playback, with no barge-in of the wearer in it. For a
+        revision (a turn re-opened when speech resumed), the speech after the transcript it
+        revises: our own voice re-opening a turn must not replace the wearer's question."""
         if self._echo is None:
             return False  # no speaker next to this microphone (fast, or no sink)
-        inside = any(start_s <= transcript.start_s and transcript.end_s <= end_s + ECHO_TAIL_S
+        begin_s = transcript.start_s
+        if transcript.revises:
+            begin_s = max(begin_s, self._reopened_s or self._handed_end_s or begin_s)
+        inside = any(start_s <= begin_s and transcript.end_s <= end_s + ECHO_TAIL_S
                      for start_s, end_s in self._playing)
-        wearer = any(transcript.start_s - 0.3 <= s <= transcript.end_s
+        wearer = any(begin_s - 0.3 <= s <= transcript.end_s
                      for s in self._barge_starts)
         return inside and not wearer
 

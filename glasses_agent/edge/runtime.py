@@ -145,6 +145,8 @@ class _Turn:
     heard_chars: int = 0
     barged: bool = False
     first_token_s: float | None = None
+    note_id: int | None = None  # the note a "remember" kept
+    result: TurnResult | None = None
 
 
 class Runtime:
@@ -186,6 +188,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._turn: _Turn | None = None
+        self._last_turn: _Turn | None = None  # the last turn heard (a revision drops it)
         self._turn_task: asyncio.Task[None] | None = None
         # The look taken when the wake phrase was heard (``Eyes.look_now``).
         self._look: asyncio.Future[tuple[Perception, VideoFrame] | None] | None = None
@@ -344,11 +347,25 @@ class Runtime:
         elif isinstance(frame, WakeDetected):
             self._look_ahead()
         elif isinstance(frame, Transcript):
+            if not self.options.fast:
+                await self._cancel_turn()  # the wearer asked again: the new question wins
+            if frame.revises:
+                self._supersede()
             if self.options.fast:
                 await self._answer(frame, item)  # in order, one after another
             else:
-                await self._cancel_turn()  # the wearer asked again: the new question wins
                 self._turn_task = asyncio.create_task(self._answer(frame, item))
+
+    def _supersede(self) -> None:
+        """The wearer went on after a pause taken for the end of their turn: the transcript
+        coming is the whole turn again. The early one's result and the note it kept go."""
+        turn, self._last_turn = self._last_turn, None
+        if turn is None:
+            return
+        if turn.result is not None and turn.result in self.results:
+            self.results.remove(turn.result)
+        if turn.note_id is not None and self.memory is not None:
+            self.memory.forget(turn.note_id)
 
     async def _finish_turns(self) -> None:
         """The microphone ended: let the last turn finish and its answer play out."""
@@ -429,17 +446,19 @@ class Runtime:
         query_id = f"t-{self._prefix}-{next(self._ids)}"
         heard = Heard(timestamp_s=item.wall_s, query_id=query_id, text=transcript.text,
                       question=question, start_s=self.hearing.to_wall_s(transcript.start_s),
-                      end_s=origin)
+                      end_s=origin, revises=transcript.revises)
         self._emit(heard)
+        self._last_turn = None
         if not question:  # the wake phrase alone: the gate waits for the question
             self._set_state(AssistantState.LISTENING)
             return
         turn = _Turn(query_id=query_id, origin_s=origin, heard=heard)
-        self._turn = turn
+        self._turn = self._last_turn = turn
         self._set_state(AssistantState.THINKING)
         try:
             result = await self._route_and_answer(turn, question, asr_s=item.wall_s)
             self.results.append(result)
+            turn.result = result
             await self._played_out()  # the turn lasts while its answer plays (barge-in)
         finally:
             if self._turn is turn:
@@ -539,7 +558,7 @@ class Runtime:
                           offline=decision.offline, keyframe_bytes=len(jpeg or b""))
         self._emit(decided)
         if decision.is_local:
-            await self._apply(decision)
+            turn.note_id = await self._apply(decision)
             text, answer_route = decision.reply, "offline" if decision.offline else "device"
             self._speak(turn, text, final=True)
         else:
@@ -590,8 +609,9 @@ class Runtime:
         # the switch may have been turned on while the JPEG was made: then nothing leaves
         return None if self.eyes.privacy.on else jpeg
 
-    async def _apply(self, decision: Decision) -> None:
-        """Carry out what a local decision asks: the privacy switch, keeping a note."""
+    async def _apply(self, decision: Decision) -> int | None:
+        """Carry out what a local decision asks: the privacy switch, keeping a note (its id
+        is returned)."""
         if decision.action == "privacy_on":
             self._privacy(True)
         elif decision.action == "privacy_off":
@@ -604,7 +624,8 @@ class Runtime:
                 with contextlib.suppress(PrivacyOnError):
                     jpeg = await self.eyes.run(self.eyes.outgoing_jpeg,  # type: ignore[union-attr]
                                                latest[1].index)
-            self.memory.add(decision.note, keyframe_jpeg=jpeg)
+            return self.memory.add(decision.note, keyframe_jpeg=jpeg)
+        return None
 
     async def _ask_cloud(self, turn: _Turn, query: Query, decision: Decision,
                          jpeg: bytes | None, device: DeviceStatus) -> tuple[str, str]:

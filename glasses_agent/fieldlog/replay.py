@@ -152,8 +152,14 @@ class _RecordedTurn:
 def _recorded_turns(log: FieldLog) -> list[_RecordedTurn]:
     from glasses_agent.edge.events import Answered, Decided, Heard
 
-    turns = {h["query_id"]: _RecordedTurn(query_id=h["query_id"], heard=h)
-             for h in log.json(EVENT_TOPICS[Heard]) if h["question"]}
+    turns: dict[str, _RecordedTurn] = {}
+    last = ""
+    for h in log.json(EVENT_TOPICS[Heard]):
+        if h.get("revises"):  # the whole turn again: the one heard before it is dropped
+            turns.pop(last, None)
+        last = h["query_id"]
+        if h["question"]:
+            turns[h["query_id"]] = _RecordedTurn(query_id=h["query_id"], heard=h)
     for decided in log.json(EVENT_TOPICS[Decided]):
         if decided["query_id"] in turns:
             turns[decided["query_id"]].decided = decided

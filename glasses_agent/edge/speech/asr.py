@@ -196,13 +196,18 @@ class WhisperAsr:
         prompt: str | None = None,
         prefix: str | None = None,
         encoder_window_s: float | None = None,
+        unloop: bool = False,
     ) -> Recognition:
         """Transcribe one clip of 16 kHz mono audio (at most 30 s is one window).
 
         ``prefix``: the text the transcript is known to start with (the wake phrase the
         gate heard), given to the decoder as its first tokens; ``encoder_window_s``:
         instead of ``asr.encoder_window_s``; ``max_new_tokens``: by default
-        ``TOKENS_PER_S`` per second of audio (at most 30 s) and ``TOKENS_EXTRA``.
+        ``TOKENS_PER_S`` per second of audio (at most 30 s) and ``TOKENS_EXTRA`` (it ends a
+        loop without timestamps; with them faster-whisper seeks on and decodes again);
+        ``unloop``: a looped decoder's repeats are kept once (``text.unlooped``; the
+        always-on listener, where Whisper is given the wake phrase as prefix and repeats
+        it: not a file's transcript, where a person's repeats are kept).
         """
         audio = np.ascontiguousarray(samples, dtype=np.float32)
         if max_new_tokens is None:  # per 30 s window
@@ -233,12 +238,12 @@ class WhisperAsr:
                                   end_s=float(w.end), probability=float(w.probability)))
         text = " ".join(t.strip() for t in texts if t.strip())
         # A looped decoder ("glasses, glasses, ...", the question twice): each block once.
-        if words:
+        if unloop and words:
             keep = unlooped([w.text for w in words])
             if len(keep) < len(words):
                 words = [words[i] for i in keep]
                 text = " ".join(w.text for w in words)
-        else:
+        elif unloop:
             tokens = text.split()
             text = " ".join(tokens[i] for i in unlooped(tokens))
         return Recognition(
@@ -252,18 +257,19 @@ class WhisperAsr:
                    speech_end_s: float | None = None,
                    timer: Callable[[], float] = time.perf_counter,
                    prefix: str | None = None,
-                   encoder_window_s: float | None = None) -> Transcript:
+                   encoder_window_s: float | None = None,
+                   unloop: bool = False) -> Transcript:
         """The final ``Transcript`` of an utterance; ``asr_ms`` is the time this call took.
 
         ``start_s``/``end_s`` are the speech bounds when given (from ``SpeechEnded``),
         else the utterance's; word times are on the same (stream) time axis.
-        ``prefix``, ``encoder_window_s``: as for ``recognize``.
+        ``prefix``, ``encoder_window_s``, ``unloop``: as for ``recognize``.
         """
         if utterance.sample_rate_hz != SAMPLE_RATE_HZ:
             raise ValueError(f"Whisper takes 16 kHz audio, not {utterance.sample_rate_hz} Hz")
         begin = timer()
         heard = self.recognize(utterance.samples, prefix=prefix,
-                               encoder_window_s=encoder_window_s)
+                               encoder_window_s=encoder_window_s, unloop=unloop)
         offset = utterance.start_s
         words = tuple(Word(text=w.text, start_s=round(offset + w.start_s, 3),
                            end_s=round(offset + w.end_s, 3), probability=round(w.probability, 3))

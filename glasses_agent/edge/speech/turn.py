@@ -246,7 +246,8 @@ class _Candidate:
 
 
 class TurnStage:
-    """SpeechPaused / SpeechResumed / AudioChunk / Utterance -> Transcript, one per turn.
+    """SpeechPaused / SpeechResumed / AudioChunk / Utterance -> Transcript, one per turn
+    (and one more, ``revises``, each time the wearer goes on after an early end).
 
     The recognition stage of the always-on listener (after the wake gate). Whisper runs
     when a pause begins; the turn ends early when the text's verdict is not
@@ -340,7 +341,8 @@ class TurnStage:
             utterance, speech_start_s=speech_start_s,
             speech_end_s=speech_end_s, timer=self.timer,
             prefix=self.prefix if with_phrase else None,
-            encoder_window_s=self.config.encoder_window_s if with_phrase else None)
+            encoder_window_s=self.config.encoder_window_s if with_phrase else None,
+            unloop=True)
 
     def _on_pause(self, pause: SpeechPaused) -> list[Frame]:
         self.speculations += 1

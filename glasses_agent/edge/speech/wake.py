@@ -39,10 +39,10 @@ at its first pause after 0.6 s of speech (the segment so far, as if it ended the
 usually "hey glasses," with the question still to come) or at its first chunk 30 dB
 under its loudest after ``min_window_s`` (the window cut there), whichever comes first
 before ``window_s``: the spotting is done while the wearer talks, and a short question
-is known to be for us when its silence begins. An early spotting that did not wake is
-a second chance's first half: the segment is spotted again at ``window_s`` or its end,
-on more speech. So at most two spottings per segment (more pauses' spottings when one
-heard fewer words than the phrase has).
+is known to be for us when its silence begins. An early spotting that came close
+(``SECOND_CHANCE_MARGIN``) but did not wake is done again at ``window_s`` or the
+segment's end, on more speech. So at most two spottings per segment (more pauses'
+spottings when one heard fewer words than the phrase has).
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ PAUSE_SPOT_MIN_S = 0.6
 # With early spots, a chunk this far below the segment's loudest after min_window_s of
 # speech is where the spotting window is cut (before window_s).
 QUIET_DB = 30.0
+# An early spotting that scored at least the threshold less this is done again later, on
+# more speech (a voice Whisper mishears on the phrase alone).
+SECOND_CHANCE_MARGIN = 0.2
 # The phrase spotter's score is the geometric mean of the forced tokens' probabilities to
 # the power 1 / SCORE_ROOT: threshold 0.5 = mean token probability 0.5 ** 4 = 1/16.
 SCORE_ROOT = 4.0
@@ -462,17 +465,19 @@ class WakeGate:
 
     def _early_spot(self, until_s: float, now_s: float, *, at_pause: bool) -> list[Frame]:
         """A spotting before the segment's window is full (at a pause, at a quiet chunk): on
-        the speech so far. Not woken by it, the segment is spotted again at ``window_s`` or
-        its end, on more speech: a second chance, not a lower bar (flite slt's "hey
-        glasses," heard as "Take glasses." at its pause, 0.46, and woke on the longer
-        window, 0.51-0.60). A pause's spotting that heard fewer words than the phrase has
-        ("Hey.") is done again at the next pause; a quiet chunk's (the window cut there) is
-        not (the next chunk is as quiet)."""
+        the speech so far. Not woken by it but within ``SECOND_CHANCE_MARGIN`` of the
+        threshold, the segment is spotted again at ``window_s`` or its end, on more speech:
+        a second chance, not a lower bar (flite slt's "hey glasses," heard as "Take
+        glasses." at its pause, 0.46, woke on the longer window, 0.51-0.60; speech without
+        the phrase mostly scores under 0.1 and is not spotted twice). A pause's spotting
+        that heard fewer words than the phrase has ("Hey.") is done again at the next pause;
+        a quiet chunk's (the window cut there) is not (the next chunk is as quiet)."""
         out = self._spot(until_s, now_s, segment_over=at_pause)
         if not self._woken:
-            self._spotted = False
-            self._early_done = not (at_pause and len(words_of(self.last_heard))
-                                    < len(words_of(self.phrase)))
+            fewer = at_pause and len(words_of(self.last_heard)) < len(words_of(self.phrase))
+            if fewer or self.last_score >= self.threshold - SECOND_CHANCE_MARGIN:
+                self._spotted = False
+                self._early_done = not fewer
         return out
 
     def _spot(self, until_s: float, now_s: float, *, segment_over: bool) -> list[Frame]:
