@@ -18,6 +18,7 @@ from glasses_agent.edge.speech.pipeline import build_listener, run_source
 from glasses_agent.edge.speech.text import word_error_rate
 from glasses_agent.edge.speech.wake import (
     OPENWAKEWORD_LICENSE_NOTICE,
+    SECOND_CHANCE_MARGIN,
     make_wake_gate,
     phrase_score,
     strip_wake_phrase,
@@ -140,15 +141,24 @@ def test_a_segment_not_woken_at_its_pause_is_spotted_again_on_a_longer_window(
         asr: WhisperAsr, tmp_path: Path) -> None:
     # The spotting at a pause sees only the speech before it; a voice Whisper mishears there
     # ("Take glasses.", 0.46, flite slt) may be heard on more: a second chance, not a second
-    # bar. Measured in benchmarks/bench_hearing.py --only wake (docs/hearing.md).
+    # bar, for a score within SECOND_CHANCE_MARGIN of the threshold (measured in
+    # docs/hearing.md). Speech without the phrase scores far under it: raising the bar to
+    # put it within the margin, the segment is spotted twice; at the default bar, once.
     first, rest = speak("so I was thinking"), speak("we could leave a little earlier tomorrow")
     audio, _ = compose([0.6, first, 0.4, rest, 1.2])
-    pipeline = build_listener(DEFAULT, asr=asr)
-    frames = list(run_source(pipeline, FileAudioSource(write_wav(tmp_path / "p.wav", audio))))
-    # one segment (a pause of 0.4 s is inside it), spotted at its pause and again later (a
-    # pause's spotting that heard the phrase's number of words was the only one before)
-    assert pipeline.stages[1].spotter.calls == 2  # type: ignore[attr-defined]
-    assert _of(frames, WakeDetected) == [] and _of(frames, Transcript) == []
+    path = write_wav(tmp_path / "p.wav", audio)
+    calls = []
+    for threshold in (SECOND_CHANCE_MARGIN, DEFAULT.wake.threshold):
+        config = dataclasses.replace(
+            DEFAULT, wake=dataclasses.replace(DEFAULT.wake, threshold=threshold))
+        pipeline = build_listener(config, asr=asr)
+        frames = list(run_source(pipeline, FileAudioSource(path)))
+        gate = pipeline.stages[1]
+        assert _of(frames, WakeDetected) == [] and _of(frames, Transcript) == []
+        assert gate.last_score < SECOND_CHANCE_MARGIN  # type: ignore[attr-defined]
+        calls.append(gate.spotter.calls)  # type: ignore[attr-defined]
+    # one segment (the 0.4 s pause is inside it): spotted at its pause, then again
+    assert calls == [2, 1]
 
 
 def test_a_tap_opens_an_utterance_without_the_phrase(asr: WhisperAsr, tmp_path: Path) -> None:
