@@ -113,8 +113,9 @@ class TurnConfig:
     check_silence_s: float = 0.2
     # Silence that ends a turn Smart Turn judged incomplete though its text looks complete, s.
     incomplete_silence_s: float = 0.35
-    # Silence that ends a question whose last word Whisper is unsure of (a fragment may read
-    # as one: "what's the, um" as "What's up?"), s: past a pause inside a sentence (0.6 s).
+    # Silence that ends a question whose last word Whisper is unsure of, when Smart Turn
+    # held it back (a fragment may read as one: "what's the, um" as "What's up?"), s: past
+    # a pause inside a sentence (0.6 s).
     unsure_silence_s: float = 0.7
     # Silence that ends any turn: one whose text is incomplete ("remind me to") waits this, s.
     max_silence_s: float = 1.0

@@ -30,6 +30,7 @@ from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
 from glasses_agent.edge.events import AssistantState, BargedIn, Heard, RuntimeEvent, StateChanged
 from glasses_agent.edge.runtime import LOOK_BEFORE_SPEECH_S, Runtime, RuntimeOptions, TurnResult
+from glasses_agent.edge.speech.text import word_error_rate
 from glasses_agent.gateway.backends.local import LocalBackend
 from glasses_agent.gateway.reasoning import ReasoningRequest
 
@@ -246,7 +247,9 @@ def test_going_on_after_a_pause_replaces_the_early_turn(tmp_path: Path) -> None:
                                                      silent=True), cloud=None))
     heard = [e for e in events if isinstance(e, Heard)]
     assert [h.revises for h in heard] == [False, True], [h.text for h in heard]
-    assert "time" in heard[1].text.lower() and "park" in heard[1].text.lower()
+    # the revision is the whole turn: both parts (no exact text: int8 Whisper varies by CPU)
+    assert word_error_rate("remember where I parked and what time is it", heard[1].text) \
+        <= 0.35, heard[1].text
     [result] = results
     assert result.heard.query_id == heard[1].query_id
     kept = 1 if result.decided is not None and result.decided.rule == "remember" else 0
