@@ -24,7 +24,7 @@ import pytest
 from support.aio import run, running_gateway
 from support.cli import assert_one_line_error, run_agent
 from support.images import face_detector, photo, photograph, render_sign, write_video
-from support.speech import compose, speak, speech_extent, write_wav
+from support.speech import compose, speak, trimmed, write_wav
 
 from glasses_agent.config import Config, load_config
 from glasses_agent.edge.build import CloudTarget, Inputs, build_runtime
@@ -235,11 +235,6 @@ def test_going_on_after_a_pause_replaces_the_early_turn(tmp_path: Path) -> None:
 
     camera = str(image_file(tmp_path, photograph(render_sign(["LEVEL 3", "Zone B"]))))
     config = config_for(tmp_path)
-    def trimmed(text: str) -> np.ndarray:  # the synthesizer's own silent edges cut off
-        audio = speak(text)
-        start_s, end_s = speech_extent(audio)
-        return audio[round(start_s * 16_000):round(end_s * 16_000)]
-
     audio, _ = compose([0.5, trimmed("Remember where I parked."), 0.8,
                         trimmed("And what time is it?"), 1.2])
     mic = write_wav(tmp_path / "q.wav", audio)

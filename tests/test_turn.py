@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.speech import RATE_HZ, compose, speak, speech_extent, write_wav
+from support.speech import RATE_HZ, compose, trimmed, write_wav
 
 from edge_models.registry import get_spec
 from glasses_agent.config import Config, TurnConfig, WakeConfig
@@ -47,16 +47,10 @@ def smart_turn() -> SmartTurn:
     return SmartTurn(load_turn_session())
 
 
-def _trimmed(text: str, voice: str = "en-us") -> np.ndarray:
-    audio = speak(text, voice)
-    start_s, end_s = speech_extent(audio)
-    return audio[round(start_s * RATE_HZ):round(end_s * RATE_HZ)]
-
-
 def _with_pause(first: str, rest: str, pause_s: float, voice: str = "en-us") -> np.ndarray:
     """``first, rest`` said as one sentence, the comma's pause stretched to ``pause_s``: the
     first part keeps the sentence's own (not final) intonation."""
-    whole = _trimmed(f"{first}, {rest}", voice)
+    whole = trimmed(f"{first}, {rest}", voice)
     frame = 160
     energy = (whole[: len(whole) // frame * frame].reshape(-1, frame).astype(np.float64) ** 2
               ).mean(axis=1)
@@ -116,7 +110,7 @@ def test_the_registered_model_is_the_pipecat_wheel_file(smart_turn: SmartTurn) -
 
 
 def test_features_are_whisper_log_mel_of_the_last_8_s() -> None:
-    speech = _trimmed("what time is it")
+    speech = trimmed("what time is it")
     features = whisper_log_mel(speech)
     assert features.shape == (80, 800) and features.dtype == np.float32
     # zero-padded on the left: the first frames are all alike, the speech is at the end
@@ -134,8 +128,8 @@ def test_smart_turn_hears_a_hesitation_and_a_finished_question(smart_turn: Smart
     # Far apart on every voice tried (0.01 vs 0.95), so bounds hold on any CPU's int8.
     pause = np.zeros(round(0.2 * RATE_HZ), np.float32)
     lead = np.zeros(round(0.5 * RATE_HZ), np.float32)
-    hesitating = smart_turn(np.concatenate([lead, _trimmed("what's the, um"), pause]))
-    finished = smart_turn(np.concatenate([lead, _trimmed("who painted this picture?"), pause]))
+    hesitating = smart_turn(np.concatenate([lead, trimmed("what's the, um"), pause]))
+    finished = smart_turn(np.concatenate([lead, trimmed("who painted this picture?"), pause]))
     assert 0.0 <= hesitating < 0.2 < 0.6 < finished <= 1.0
     assert smart_turn.calls == 2
 
@@ -187,7 +181,7 @@ def test_a_bad_turn_setting_through_the_cli_is_exit_2() -> None:
 
 def test_a_complete_question_ends_quickly(asr: WhisperAsr, tmp_path: Path) -> None:
     text = "hey glasses, what am I looking at?"
-    audio, [(_, end_s)] = compose([0.8, _trimmed(text), 1.5])
+    audio, [(_, end_s)] = compose([0.8, trimmed(text), 1.5])
     frames = _listen(asr, audio, tmp_path)
     [(at_s, transcript)] = _transcripts(frames)
     assert word_error_rate(text, transcript.text) <= 0.15, transcript.text
@@ -229,7 +223,7 @@ def test_a_question_whisper_is_unsure_of_goes_to_smart_turn_then_waits_out_a_pau
 
     monkeypatch.setattr(turn_module, "QUESTION_MIN_WORD_PROBABILITY", 1.01)
     text = "hey glasses, what am I looking at?"
-    audio, [(_, end_s)] = compose([0.8, _trimmed(text), 1.5])
+    audio, [(_, end_s)] = compose([0.8, trimmed(text), 1.5])
     waits = []
     for threshold in (DEFAULT.turn.threshold, 0.999999):
         config = dataclasses.replace(
@@ -257,7 +251,7 @@ def test_speech_after_an_early_end_reopens_the_turn(asr: WhisperAsr, tmp_path: P
     # An early end is a guess. The wearer going on inside the VAD's bound re-opens the turn:
     # its next transcript is the whole turn again, marked as revising the one handed on.
     first, rest = "hey glasses, what is this?", "and how much does it cost?"
-    audio, [_, (_, end_s)] = compose([0.8, _trimmed(first), 0.8, _trimmed(rest), 1.5])
+    audio, [_, (_, end_s)] = compose([0.8, trimmed(first), 0.8, trimmed(rest), 1.5])
     frames = _listen(asr, audio, tmp_path)
     [(early_s, early), (at_s, whole)] = _transcripts(frames)
     assert early_s < end_s and not early.revises
@@ -265,13 +259,13 @@ def test_speech_after_an_early_end_reopens_the_turn(asr: WhisperAsr, tmp_path: P
     assert word_error_rate(f"{first} {rest}", whole.text) <= 0.25, whole.text
     assert len([f for _, f in frames if isinstance(f, Utterance)]) == 1  # one VAD segment
     # a new segment (after the VAD closed the last) is a new turn, revising nothing
-    audio, _ = compose([0.8, _trimmed(first), 1.5, _trimmed("and how much does it cost?"), 1.5])
+    audio, _ = compose([0.8, trimmed(first), 1.5, trimmed("and how much does it cost?"), 1.5])
     frames = _listen(asr, audio, tmp_path)
     assert not any(t.revises for _, t in _transcripts(frames))
 
 
 def test_push_to_talk_still_works_and_ends_quickly(asr: WhisperAsr, tmp_path: Path) -> None:
-    audio, [(_, end_s)] = compose([1.0, _trimmed("what time is it?"), 1.5])
+    audio, [(_, end_s)] = compose([1.0, trimmed("what time is it?"), 1.5])
     assert _transcripts(_listen(asr, audio, tmp_path)) == []  # no phrase, no tap: not for us
     frames = _listen(asr, audio, tmp_path, taps_s=[0.5])
     [(at_s, transcript)] = _transcripts(frames)
@@ -324,8 +318,8 @@ def test_smart_turn_never_runs_on_silence_nor_on_bystanders(asr: WhisperAsr,
                                  sample_rate_hz=RATE_HZ), (i + 512) / RATE_HZ)
     assert turn.turn.calls == 0 and turn.speculations == 0
     # speech without the wake phrase: the gate drops its pauses before any recognition
-    audio, _ = compose([0.5, _trimmed("these glasses are really dirty, aren't they?"), 1.2,
-                        _trimmed("okay, let's go to the station"), 1.2])
+    audio, _ = compose([0.5, trimmed("these glasses are really dirty, aren't they?"), 1.2,
+                        trimmed("okay, let's go to the station"), 1.2])
     frames = _listen(asr, audio, tmp_path)
     assert _transcripts(frames) == []
     bystanders = LAST_CHECKS[0]
@@ -336,7 +330,7 @@ def test_smart_turn_never_runs_on_silence_nor_on_bystanders(asr: WhisperAsr,
 def test_the_engine_off_ends_turns_on_silence_only(asr: WhisperAsr, tmp_path: Path) -> None:
     off = dataclasses.replace(DEFAULT, turn=TurnConfig(engine="off"))
     text = "hey glasses, what am I looking at?"
-    audio, [(_, end_s)] = compose([0.8, _trimmed(text), 1.5])
+    audio, [(_, end_s)] = compose([0.8, trimmed(text), 1.5])
     [(at_s, transcript)] = _transcripts(_listen(asr, audio, tmp_path, config=off))
     # the hangover (vad.min_silence_s, 0.5 s) and not more: the text was made at the pause
     assert end_s + 0.45 <= at_s <= end_s + 0.65
@@ -345,7 +339,7 @@ def test_the_engine_off_ends_turns_on_silence_only(asr: WhisperAsr, tmp_path: Pa
 
 def test_wake_engine_off_is_push_to_talk_only(asr: WhisperAsr, tmp_path: Path) -> None:
     off = dataclasses.replace(DEFAULT, wake=WakeConfig(engine="off"))
-    audio, _ = compose([0.6, _trimmed("hey glasses, what am I looking at?"), 1.2])
+    audio, _ = compose([0.6, trimmed("hey glasses, what am I looking at?"), 1.2])
     assert _transcripts(_listen(asr, audio, tmp_path, config=off)) == []
     assert len(_transcripts(_listen(asr, audio, tmp_path, config=off, taps_s=[0.2]))) == 1
 

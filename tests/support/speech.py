@@ -25,8 +25,8 @@ import soundfile
 RATE_HZ = 16_000
 Audio = npt.NDArray[np.float32]
 
-__all__ = ["FLITE_VOICES", "RATE_HZ", "compose", "sox", "speak", "speech_extent", "with_noise",
-           "write_wav"]
+__all__ = ["FLITE_VOICES", "RATE_HZ", "compose", "sox", "speak", "speech_extent", "trimmed",
+           "with_noise", "write_wav"]
 
 
 def _need(tool: str) -> str:
@@ -76,6 +76,14 @@ def speech_extent(audio: Audio, *, frame_s: float = 0.01, below_peak_db: float =
     rms_db = 20 * np.log10(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) + 1e-10)
     active = np.flatnonzero(rms_db > rms_db.max() - below_peak_db)
     return float(active[0] * frame_s), float((active[-1] + 1) * frame_s)
+
+
+def trimmed(text: str, voice: str = "en-us") -> Audio:
+    """``text`` spoken (``speak``) without the synthesizer's own silent edges
+    (``speech_extent``): silences composed around it are then the only ones."""
+    audio = speak(text, voice)
+    start_s, end_s = speech_extent(audio)
+    return audio[round(start_s * RATE_HZ):round(end_s * RATE_HZ)]
 
 
 def compose(parts: Sequence[float | Audio]) -> tuple[Audio, list[tuple[float, float]]]:
